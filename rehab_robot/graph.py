@@ -1,0 +1,227 @@
+"""The node graph of a rehab_robot session, described once.
+
+Both starters read this module:
+  * ``launch/session.launch.py`` turns it into a launch_ros description;
+  * ``rehab-robot`` (:mod:`rehab_robot.launcher`) starts the same processes without launch_ros.
+
+Parameter values are literals, :class:`Arg` (the value of a launch argument) or
+:class:`PathJoin` (a path built from arguments and literals).
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import os.path
+from dataclasses import dataclass, field
+from typing import Mapping, Union
+
+from rehab_robot import resources
+from rehab_robot.errors import ConfigError
+
+PACKAGE = "rehab_robot"
+
+
+@dataclass(frozen=True)
+class Arg:
+    """The value of the launch argument ``name``."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class PathJoin:
+    """A filesystem path joined from launch arguments and literal parts."""
+
+    parts: tuple[Union[str, Arg], ...]
+
+
+ParameterValue = Union[str, int, float, bool, list, Arg, PathJoin]
+
+
+@dataclass(frozen=True)
+class LaunchArgument:
+    """A launch argument: ``name:=value`` on ``ros2 launch`` and ``rehab-robot``."""
+
+    name: str
+    default: str
+    description: str
+    type: type = str
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node of the graph, started as its own process.
+
+    Attributes:
+        name: ROS node name; also the output prefix of ``rehab-robot``.
+        executable: console script of the ``rehab_robot`` package.
+        parameters: ROS parameters given to the node at start.
+        stop_rank: order of shutdown, lowest first. The session manager stops first
+            (it ends the exercise), the driver next (it brings the arm to rest and holds),
+            the recorder last (so the bag holds the stop).
+        ends_graph: when this node exits with status 0, the whole graph shuts down
+            normally (the session manager, once its session has ended).
+    """
+
+    name: str
+    executable: str
+    parameters: Mapping[str, ParameterValue] = field(default_factory=dict)
+    stop_rank: int = 0
+    ends_graph: bool = False
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic of the graph, for the recorder and the documentation."""
+
+    name: str
+    type: str
+    description: str
+
+
+def new_session_id() -> str:
+    """Return a fresh session id, the local start time: ``YYYYmmdd-HHMMSS``."""
+    return datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def launch_arguments() -> list[LaunchArgument]:
+    """Return the launch arguments of the session graph, with their defaults."""
+    return [
+        LaunchArgument("hardware", "sim", "hardware backend name (see `rehab-robot backends`)"),
+        LaunchArgument("hardware_options", "{}", "YAML mapping of backend keyword options"),
+        LaunchArgument("patient", str(resources.example_patient()), "patient profile YAML file"),
+        LaunchArgument("protocol", str(resources.example_protocol()), "exercise protocol YAML file"),
+        LaunchArgument("robot_description", str(resources.default_urdf()), "URDF file of the arm"),
+        LaunchArgument("output_dir", "sessions", "directory that receives one folder per session"),
+        LaunchArgument("session_id", new_session_id(), "name of this session's folder"),
+        LaunchArgument("autostart", "true", "start the exercise as soon as the arm is ready", bool),
+        LaunchArgument("exit_when_done", "true", "shut the graph down when the session ends", bool),
+        LaunchArgument("loop_rate", "500.0", "driver loop and joint_states rate [Hz]", float),
+    ]
+
+
+#: Topics recorded to the session bag.
+RECORDED_TOPICS: tuple[TopicSpec, ...] = (
+    TopicSpec("joint_states", "sensor_msgs/msg/JointState",
+              "measured position [rad], velocity [rad/s], effort [N·m]"),
+    TopicSpec("ft_sensor/wrench", "geometry_msgs/msg/WrenchStamped",
+              "force [N] / torque [N·m] applied by the patient at the cuff"),
+    TopicSpec("joint_commands", "sensor_msgs/msg/JointState",
+              "drive setpoints: position [rad], velocity [rad/s], feed-forward effort [N·m]"),
+    TopicSpec("joint_trajectory", "trajectory_msgs/msg/JointTrajectory",
+              "trajectory sent by the session manager to the controller"),
+    TopicSpec("safety/heartbeat", "std_msgs/msg/Bool", "True while motion is permitted"),
+    TopicSpec("session/status", "diagnostic_msgs/msg/DiagnosticStatus", "session state and progress"),
+    TopicSpec("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", "health of every node"),
+)
+
+
+def session_dir() -> PathJoin:
+    """Return the folder of one session: ``<output_dir>/<session_id>``."""
+    return PathJoin((Arg("output_dir"), Arg("session_id")))
+
+
+def nodes() -> list[NodeSpec]:
+    """Return every node of the session graph."""
+    urdf = Arg("robot_description")
+    return [
+        NodeSpec(
+            name="hardware_driver",
+            executable="hardware_driver",
+            parameters={
+                "hardware": Arg("hardware"),
+                "hardware_options": Arg("hardware_options"),
+                "robot_description": urdf,
+                "loop_rate": Arg("loop_rate"),
+            },
+            stop_rank=1,
+        ),
+        NodeSpec(
+            name="safety_supervisor",
+            executable="safety_supervisor",
+            parameters={"robot_description": urdf, "patient": Arg("patient")},
+            stop_rank=3,
+        ),
+        NodeSpec(
+            name="motion_controller",
+            executable="motion_controller",
+            parameters={"robot_description": urdf},
+            stop_rank=2,
+        ),
+        NodeSpec(
+            name="session_manager",
+            executable="session_manager",
+            parameters={
+                "robot_description": urdf,
+                "patient": Arg("patient"),
+                "protocol": Arg("protocol"),
+                "session_dir": session_dir(),
+                "autostart": Arg("autostart"),
+                "exit_when_done": Arg("exit_when_done"),
+            },
+            stop_rank=0,
+            ends_graph=True,
+        ),
+        NodeSpec(
+            name="session_recorder",
+            executable="session_recorder",
+            parameters={
+                "bag_path": PathJoin((Arg("output_dir"), Arg("session_id"), "bag")),
+                "topics": [t.name for t in RECORDED_TOPICS],
+                "types": [t.type for t in RECORDED_TOPICS],
+            },
+            stop_rank=4,
+        ),
+    ]
+
+
+def convert_argument(argument: LaunchArgument, text: str) -> Union[str, float, bool]:
+    """Convert the text of a launch argument to its type.
+
+    Raises:
+        ConfigError: naming the argument and what is allowed, if ``text`` does not fit.
+    """
+    if argument.type is bool:
+        lowered = text.strip().lower()
+        if lowered in ("true", "false"):
+            return lowered == "true"
+        raise ConfigError(f"launch argument {argument.name}:={text!r}: allowed values are true, false")
+    if argument.type is float:
+        try:
+            number = float(text)
+        except ValueError:
+            number = float("nan")
+        if not math.isfinite(number):
+            raise ConfigError(f"launch argument {argument.name}:={text!r}: a finite number is required")
+        return number
+    return text
+
+
+def resolve(value: ParameterValue, arguments: Mapping[str, object]) -> ParameterValue:
+    """Return ``value`` with every :class:`Arg` replaced by its value in ``arguments``."""
+    if isinstance(value, Arg):
+        return arguments[value.name]
+    if isinstance(value, PathJoin):
+        return os.path.join(*(str(resolve(part, arguments)) for part in value.parts))
+    return value
+
+
+def node_parameters(node: NodeSpec, arguments: Mapping[str, str]) -> dict[str, object]:
+    """Return the parameters of ``node`` for the launch argument texts ``arguments``.
+
+    Arguments missing from ``arguments`` take their default.
+
+    Raises:
+        ConfigError: if an argument is unknown or its text does not fit its type.
+    """
+    declared = {a.name: a for a in launch_arguments()}
+    unknown = sorted(set(arguments) - set(declared))
+    if unknown:
+        raise ConfigError(
+            f"unknown launch argument(s) {', '.join(unknown)}; allowed: {', '.join(sorted(declared))}"
+        )
+    typed = {
+        name: convert_argument(arg, arguments.get(name, arg.default)) for name, arg in declared.items()
+    }
+    return {name: resolve(value, typed) for name, value in node.parameters.items()}

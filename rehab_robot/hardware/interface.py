@@ -1,0 +1,119 @@
+"""The one interface every hardware backend implements.
+
+A backend is a motor drive (real or simulated) for the arm's joints. Each joint's
+drive runs its own inner loop: given a setpoint (position, velocity, feed-forward
+torque) it applies
+
+    tau = effort + stiffness * (position - q) + damping * (velocity - v)
+
+clamped to the joint's effort limit. The driver node calls the backend from its
+control loop: ``read()`` every cycle, then ``write()`` when motion is permitted or
+``disable()`` when it is not.
+
+Safety contract:
+  * A backend starts *disabled*: it holds its position and ignores ``write()``.
+  * ``disable()`` makes the drive quick-stop to rest and then hold its position
+    against gravity. It must be safe to call at any time, any number of times.
+  * ``enable()`` lets ``write()`` setpoints take effect. Until the first
+    ``write()`` after ``enable()`` the drive keeps holding.
+  * ``close()`` disables and releases the device; it is idempotent.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class JointSample:
+    """One measurement of the arm.
+
+    Attributes:
+        stamp: Time of the measurement in [s] on the backend's clock.
+        position: Joint positions in [rad].
+        velocity: Joint velocities in [rad/s].
+        effort: Joint torques applied by the motors in [N·m].
+        wrench: Force [N] (first 3) and torque [N·m] (last 3) that the patient
+            applies to the cuff, expressed in the ``ft_sensor_link`` frame.
+        at_rest: True when every joint velocity is below the backend's rest threshold.
+    """
+
+    stamp: float
+    position: np.ndarray
+    velocity: np.ndarray
+    effort: np.ndarray
+    wrench: np.ndarray = field(default_factory=lambda: np.zeros(6))
+    at_rest: bool = False
+
+
+@dataclass(frozen=True)
+class JointCommand:
+    """A drive setpoint for every joint, in joint order.
+
+    Attributes:
+        position: Target joint positions in [rad].
+        velocity: Target joint velocities in [rad/s].
+        effort: Feed-forward joint torques in [N·m] (e.g. gravity compensation).
+    """
+
+    position: np.ndarray
+    velocity: np.ndarray
+    effort: np.ndarray
+
+    def is_finite(self) -> bool:
+        """Return True when no field holds NaN or inf."""
+        return bool(
+            np.all(np.isfinite(self.position))
+            and np.all(np.isfinite(self.velocity))
+            and np.all(np.isfinite(self.effort))
+        )
+
+
+class HardwareInterface(abc.ABC):
+    """Abstract motor drive of the rehabilitation arm.
+
+    Subclasses are registered under the entry-point group ``rehab_robot.hardware``
+    and constructed with keyword arguments taken from the driver node's
+    ``hardware_options`` parameter (a YAML mapping).
+    """
+
+    #: Joint names in the order of every array this backend reads and writes.
+    joint_names: tuple[str, ...]
+
+    @abc.abstractmethod
+    def read(self) -> JointSample:
+        """Return the latest measurement of every joint and the F/T sensor."""
+
+    @abc.abstractmethod
+    def write(self, command: JointCommand) -> None:
+        """Send a setpoint to the drives. Ignored while disabled.
+
+        Raises:
+            ValueError: if the command has the wrong size or holds NaN/inf.
+        """
+
+    @abc.abstractmethod
+    def enable(self) -> None:
+        """Let subsequent ``write()`` setpoints move the arm."""
+
+    @abc.abstractmethod
+    def disable(self) -> None:
+        """Quick-stop every joint to rest, then hold position against gravity."""
+
+    @property
+    @abc.abstractmethod
+    def enabled(self) -> bool:
+        """True while ``write()`` setpoints take effect."""
+
+    def close(self) -> None:
+        """Disable the drives and release the device. Safe to call twice."""
+        self.disable()
+
+    def __enter__(self) -> "HardwareInterface":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()

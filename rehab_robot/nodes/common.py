@@ -1,0 +1,170 @@
+"""What every rehab_robot node shares: start-up, parameters, diagnostics, quiet shutdown."""
+
+from __future__ import annotations
+
+import math
+import signal
+import sys
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Sequence
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
+
+from rehab_robot.errors import ConfigError, RehabRobotError
+
+OK = DiagnosticStatus.OK
+WARN = DiagnosticStatus.WARN
+ERROR = DiagnosticStatus.ERROR
+STALE = DiagnosticStatus.STALE
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One node parameter: its default (which fixes its type), meaning and allowed values.
+
+    Attributes:
+        name: Parameter name.
+        default: Default value; its Python type is the parameter type.
+        description: What it is, with units.
+        allowed: Human text of the allowed values, used in error messages.
+        check: Returns True when a value is allowed.
+    """
+
+    name: str
+    default: Any
+    description: str
+    allowed: str = ""
+    check: Optional[Callable[[Any], bool]] = None
+
+
+def positive(value: float) -> bool:
+    """True for a finite number > 0."""
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+def non_empty(value: str) -> bool:
+    """True for a non-blank string."""
+    return isinstance(value, str) and value.strip() != ""
+
+
+def declare_parameters(node: Node, specs: Sequence[ParamSpec]) -> dict[str, Any]:
+    """Declare ``specs`` on ``node`` read-only and return their validated values.
+
+    Raises:
+        ConfigError: naming the node, the parameter, the value and what is allowed.
+    """
+    values = {}
+    for spec in specs:
+        descriptor = ParameterDescriptor(description=spec.description, read_only=True)
+        try:
+            value = node.declare_parameter(spec.name, spec.default, descriptor).value
+        except Exception as exc:  # rclpy raises several types for a mistyped override
+            raise ConfigError(
+                f"{node.get_name()}: parameter {spec.name!r}: {exc}; expected "
+                f"{type(spec.default).__name__}{' ' + spec.allowed if spec.allowed else ''}"
+            ) from None
+        if isinstance(spec.default, float) and isinstance(value, int):
+            value = float(value)
+        if spec.check is not None and not spec.check(value):
+            raise ConfigError(
+                f"{node.get_name()}: parameter {spec.name!r} = {value!r} is not allowed; "
+                f"allowed: {spec.allowed or 'see the node documentation'}"
+            )
+        values[spec.name] = value
+    node.add_on_set_parameters_callback(
+        lambda params: SetParametersResult(
+            successful=False, reason="rehab_robot parameters are fixed at start-up"
+        )
+    )
+    return values
+
+
+class DiagnosticsPublisher:
+    """Publishes one DiagnosticStatus of a node on ``/diagnostics`` at a fixed rate.
+
+    Args:
+        node: The node that owns the publisher.
+        report: Returns ``(level, message, values)`` describing the node now.
+        period: Publication period in [s].
+    """
+
+    def __init__(
+        self,
+        node: Node,
+        report: Callable[[], tuple[int, str, dict[str, Any]]],
+        period: float = 1.0,
+    ) -> None:
+        self._node = node
+        self._report = report
+        self._publisher = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._timer = node.create_timer(period, self.publish)
+
+    def publish(self) -> None:
+        """Publish the node's status now."""
+        level, message, values = self._report()
+        status = DiagnosticStatus(
+            level=level,
+            name=f"rehab_robot: {self._node.get_name()}",
+            message=message,
+            hardware_id="rehab_arm",
+            values=[KeyValue(key=str(k), value=str(v)) for k, v in values.items()],
+        )
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self._node.get_clock().now().to_msg()
+        self._publisher.publish(array)
+
+
+class GracefulNode(Node):
+    """A node that gets a chance to finish its work on SIGINT/SIGTERM.
+
+    Subclasses override :meth:`on_shutdown_request`; it is called once, while the
+    node can still publish, and returns when the node may be destroyed.
+    """
+
+    def on_shutdown_request(self, executor: SingleThreadedExecutor) -> None:
+        """Finish work before exit (default: nothing)."""
+
+    def finished(self) -> bool:
+        """Return True when the node wants to exit on its own (default: never)."""
+        return False
+
+
+def run(node_factory: Callable[[], GracefulNode], args: Optional[list[str]] = None) -> int:
+    """Start rclpy, build the node, spin until a signal or the node finishes, and exit quietly.
+
+    User errors (:class:`RehabRobotError`) are printed as one line; the exit status is 2.
+    Returns the process exit status.
+    """
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stop_requested = []
+
+    def request_stop(signum, frame):  # noqa: ARG001 - signal handler signature
+        stop_requested.append(signum)
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    node = None
+    status = 0
+    try:
+        node = node_factory()
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        while rclpy.ok() and not stop_requested and not node.finished():
+            executor.spin_once(timeout_sec=0.05)
+        node.on_shutdown_request(executor)
+    except RehabRobotError as exc:
+        name = node.get_name() if node is not None else sys.argv[0].rsplit("/", 1)[-1]
+        print(f"{name}: error: {exc}", file=sys.stderr, flush=True)
+        status = 2
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return status

@@ -1,0 +1,1 @@
+"""rehab_robot.safety."""
