@@ -97,6 +97,7 @@ def launch_arguments() -> list[LaunchArgument]:
         LaunchArgument("session_id", new_session_id(), "name of this session's folder"),
         LaunchArgument("autostart", "true", "start the exercise as soon as the arm is ready", bool),
         LaunchArgument("exit_when_done", "true", "shut the graph down when the session ends", bool),
+        LaunchArgument("pause_timeout", "300.0", "abort a session paused longer than this [s]", float),
         LaunchArgument("loop_rate", "500.0", "driver loop and joint_states rate [Hz]", float),
     ]
 
@@ -159,6 +160,7 @@ def nodes() -> list[NodeSpec]:
                 "session_dir": session_dir(),
                 "autostart": Arg("autostart"),
                 "exit_when_done": Arg("exit_when_done"),
+                "pause_timeout": Arg("pause_timeout"),
             },
             stop_rank=0,
             ends_graph=True,

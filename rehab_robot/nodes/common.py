@@ -122,9 +122,13 @@ class DiagnosticsPublisher:
 class GracefulNode(Node):
     """A node that gets a chance to finish its work on SIGINT/SIGTERM.
 
-    Subclasses override :meth:`on_shutdown_request`; it is called once, while the
-    node can still publish, and returns when the node may be destroyed.
+    Subclasses set :attr:`node_name` and override :meth:`on_shutdown_request`; it is
+    called once, while the node can still publish, and returns when the node may be
+    destroyed.
     """
+
+    #: Default ROS name of the node, also used in start-up error messages.
+    node_name = "rehab_robot_node"
 
     def on_shutdown_request(self, executor: SingleThreadedExecutor) -> None:
         """Finish work before exit (default: nothing)."""
@@ -132,6 +136,20 @@ class GracefulNode(Node):
     def finished(self) -> bool:
         """Return True when the node wants to exit on its own (default: never)."""
         return False
+
+
+def make_executor():
+    """Return the executor for a node: rclpy's EventsExecutor where it exists.
+
+    At 500 Hz state traffic the EventsExecutor (C++ event queue) costs a fraction of the
+    CPU of the default wait-set executor, which matters on a small machine running the
+    whole graph.
+    """
+    try:
+        from rclpy.experimental import EventsExecutor
+    except ImportError:
+        return SingleThreadedExecutor()
+    return EventsExecutor()
 
 
 def run(node_factory: Callable[[], GracefulNode], args: Optional[list[str]] = None) -> int:
@@ -152,13 +170,13 @@ def run(node_factory: Callable[[], GracefulNode], args: Optional[list[str]] = No
     status = 0
     try:
         node = node_factory()
-        executor = SingleThreadedExecutor()
+        executor = make_executor()
         executor.add_node(node)
         while rclpy.ok() and not stop_requested and not node.finished():
             executor.spin_once(timeout_sec=0.05)
         node.on_shutdown_request(executor)
     except RehabRobotError as exc:
-        name = node.get_name() if node is not None else sys.argv[0].rsplit("/", 1)[-1]
+        name = getattr(node_factory, "node_name", sys.argv[0].rsplit("/", 1)[-1])
         print(f"{name}: error: {exc}", file=sys.stderr, flush=True)
         status = 2
     except (KeyboardInterrupt, ExternalShutdownException):

@@ -1,0 +1,868 @@
+"""``rehab-robot``: start the session graph of :mod:`rehab_robot.graph` without launch_ros.
+
+Every node runs as its own process, in its own process group, so a Ctrl-C in the
+terminal reaches only this launcher; the launcher then stops the nodes one at a
+time in ``NodeSpec.stop_rank`` order (session manager first, recorder last), which
+``ros2 launch`` cannot do.
+
+Subcommands::
+
+    rehab-robot run [name:=value ...] [--hardware X] [--patient F] [--protocol F] [--timeout S]
+    rehab-robot demo [name:=value ...] [--timeout S]
+    rehab-robot backends
+    rehab-robot check --patient F --protocol F [--robot-description U]
+    rehab-robot repair-bag PATH
+    rehab-robot graph
+
+User errors (bad argument, invalid file, unknown backend) print one line
+``rehab-robot: error: ...`` and exit with status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, distribution
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence, TextIO
+
+import yaml
+
+from rehab_robot import graph
+from rehab_robot.errors import ConfigError, RehabRobotError
+from rehab_robot.ros_env import localhost_env
+
+PROG = "rehab-robot"
+
+#: Seconds a node gets to exit after SIGINT (driver brings the arm to rest, report, bag flush).
+SIGINT_TIMEOUT = 5.0
+#: Seconds a node gets to exit after SIGTERM, before SIGKILL.
+SIGTERM_TIMEOUT = 3.0
+#: Hard limit of ``rehab-robot demo`` in [s].
+DEMO_TIMEOUT = 120.0
+
+#: Launch arguments ``demo`` always sets: the demo must end on its own.
+DEMO_FIXED_ARGUMENTS = {"autostart": "true", "exit_when_done": "true"}
+
+
+# --------------------------------------------------------------------------- processes
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """One process of a :class:`ProcessGraph`.
+
+    Attributes:
+        name: Name used in the output prefix ``[name]`` and in messages.
+        command: argv of the process.
+        env: Its environment (``None``: inherit the launcher's).
+        stop_rank: Order of shutdown, lowest first.
+        ends_graph: Exit status 0 of this process ends the whole graph normally.
+    """
+
+    name: str
+    command: Sequence[str]
+    env: Optional[Mapping[str, str]] = None
+    stop_rank: int = 0
+    ends_graph: bool = False
+
+
+@dataclass
+class GraphResult:
+    """How a :class:`ProcessGraph` run ended.
+
+    Attributes:
+        status: Exit status for the launcher: 0 normal end, 1 node died / start failed /
+            timeout, 128 + signal number when stopped by a signal.
+        reason: ``ended``, ``died``, ``signal``, ``timeout`` or ``start_failed``.
+        message: One line saying why the graph stopped.
+        died: Name of the process that exited on its own (not ``ended``), if any.
+        returncodes: name -> Popen return code (negative: killed by that signal;
+            ``None``: never started).
+    """
+
+    status: int
+    reason: str
+    message: str
+    died: Optional[str] = None
+    returncodes: dict[str, Optional[int]] = field(default_factory=dict)
+
+
+def describe_exit(returncode: int) -> str:
+    """Return ``exit status N`` or ``killed by SIGNAME`` for a Popen return code."""
+    if returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exit status {returncode}"
+
+
+class ProcessGraph:
+    """Start processes, relay their output with a ``[name] `` prefix, stop them in order.
+
+    Processes start in descending ``stop_rank`` (the recorder is up before the session
+    begins) and stop in ascending ``stop_rank``: SIGINT to the process group, up to
+    ``sigint_timeout`` [s] to exit, then SIGTERM for ``sigterm_timeout`` [s], then SIGKILL.
+    A further stop request while a process is being stopped (a second Ctrl-C) skips
+    to the next signal for that process.
+
+    Args:
+        specs: The processes.
+        sigint_timeout: Time a process gets to exit after SIGINT in [s].
+        sigterm_timeout: Time a process gets to exit after SIGTERM in [s].
+        poll_period: Supervision period in [s].
+        out: Stream for the processes' stdout lines (default: ``sys.stdout`` at write time).
+        err: Stream for their stderr lines and the launcher's messages (default: ``sys.stderr``).
+        cwd: Working directory of the processes.
+    """
+
+    KILL_WAIT = 2.0  # [s] to reap a process after SIGKILL
+
+    def __init__(
+        self,
+        specs: Sequence[ProcessSpec],
+        *,
+        sigint_timeout: float = SIGINT_TIMEOUT,
+        sigterm_timeout: float = SIGTERM_TIMEOUT,
+        poll_period: float = 0.05,
+        out: Optional[TextIO] = None,
+        err: Optional[TextIO] = None,
+        cwd: Optional[str] = None,
+    ) -> None:
+        names = [s.name for s in specs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"process names must be unique: {names}")
+        self.specs = list(specs)
+        self.sigint_timeout = sigint_timeout
+        self.sigterm_timeout = sigterm_timeout
+        self.poll_period = poll_period
+        self._out = out
+        self._err = err
+        self._cwd = cwd
+        self._procs: dict[str, subprocess.Popen] = {}
+        self._readers: list[threading.Thread] = []
+        self._write_lock = threading.Lock()
+        # Written by the signal handler: plain attributes only (no locks, no I/O there).
+        self._stop_signal: Optional[int] = None
+        self._stop_requests = 0
+
+    # -- output
+
+    def _write(self, stream: Optional[TextIO], default: str, text: str) -> None:
+        with self._write_lock:
+            target = stream if stream is not None else getattr(sys, default)
+            try:
+                target.write(text + "\n")
+                target.flush()
+            except (OSError, ValueError):
+                pass  # our own stdout is gone (e.g. `| head`): keep draining the pipes
+
+    def log(self, message: str) -> None:
+        """Print a launcher message, ``rehab-robot: <message>``, to the error stream."""
+        self._write(self._err, "stderr", f"{PROG}: {message}")
+
+    def _pump(self, name: str, pipe, stream: Optional[TextIO], default: str) -> None:
+        prefix = f"[{name}] "
+        with pipe:
+            for raw in iter(pipe.readline, b""):
+                self._write(stream, default, prefix + raw.decode(errors="replace").rstrip("\r\n"))
+
+    # -- life cycle
+
+    def request_stop(self, signum: int = signal.SIGINT) -> None:
+        """Ask the graph to stop (safe to call from a signal handler or another thread)."""
+        if self._stop_signal is None:
+            self._stop_signal = signum
+        self._stop_requests += 1
+
+    def start(self) -> None:
+        """Start every process, highest ``stop_rank`` first.
+
+        Raises:
+            OSError: if a process cannot be started (those already started keep running).
+        """
+        for spec in sorted(self.specs, key=lambda s: -s.stop_rank):
+            try:
+                proc = subprocess.Popen(
+                    list(spec.command),
+                    env=None if spec.env is None else dict(spec.env),
+                    cwd=self._cwd,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    start_new_session=True,  # own process group: terminal Ctrl-C reaches only us
+                )
+            except OSError as exc:
+                problem = exc.strerror or exc
+                raise OSError(f"cannot start node '{spec.name}' ({spec.command[0]}): {problem}") from exc
+            self._procs[spec.name] = proc
+            pipes = ((proc.stdout, self._out, "stdout"), (proc.stderr, self._err, "stderr"))
+            for pipe, stream, default in pipes:
+                reader = threading.Thread(
+                    target=self._pump, args=(spec.name, pipe, stream, default), daemon=True
+                )
+                reader.start()
+                self._readers.append(reader)
+
+    def run(self, timeout: Optional[float] = None, handle_signals: bool = True) -> GraphResult:
+        """Start the graph, supervise it until it must stop, stop it in order.
+
+        Args:
+            timeout: Stop everything and fail after this many [s] (``None``: no limit).
+            handle_signals: Turn SIGINT, SIGTERM and SIGHUP into an ordered stop while
+                running (only possible from the main thread).
+        """
+        previous = {}
+        if handle_signals and threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                previous[signum] = signal.signal(signum, lambda s, f: self.request_stop(s))
+        try:
+            try:
+                self.start()
+            except OSError as exc:
+                result = GraphResult(1, "start_failed", str(exc))
+                self.log(f"{result.message}; stopping the other nodes")
+            else:
+                result = self._supervise(timeout)
+            self.stop_all()
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+        for reader in self._readers:
+            reader.join(timeout=1.0)
+        result.returncodes = {s.name: self._returncode(s.name) for s in self.specs}
+        return result
+
+    def _returncode(self, name: str) -> Optional[int]:
+        proc = self._procs.get(name)
+        return None if proc is None else proc.poll()
+
+    def _supervise(self, timeout: Optional[float]) -> GraphResult:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self._stop_signal is not None:
+                name = signal.Signals(self._stop_signal).name
+                result = GraphResult(128 + self._stop_signal, "signal", f"received {name}")
+                self.log(f"{result.message}; stopping the nodes")
+                return result
+            for spec in self.specs:
+                returncode = self._returncode(spec.name)
+                if returncode is None:
+                    continue
+                if spec.ends_graph and returncode == 0:
+                    result = GraphResult(0, "ended", f"node '{spec.name}' finished")
+                elif returncode < 0:
+                    result = GraphResult(
+                        1, "died", f"node '{spec.name}' died ({describe_exit(returncode)})", spec.name
+                    )
+                else:
+                    result = GraphResult(
+                        1, "died", f"node '{spec.name}' exited unexpectedly ({describe_exit(returncode)})",
+                        spec.name,
+                    )
+                self.log(f"{result.message}; stopping the other nodes")
+                return result
+            if deadline is not None and time.monotonic() > deadline:
+                result = GraphResult(1, "timeout", f"timed out after {timeout:g} s")
+                self.log(f"{result.message}; stopping the nodes")
+                return result
+            time.sleep(self.poll_period)
+
+    def stop_all(self) -> None:
+        """Stop every running process in ascending ``stop_rank``, one at a time."""
+        order = sorted(enumerate(self.specs), key=lambda item: (item[1].stop_rank, item[0]))
+        for _, spec in order:
+            proc = self._procs.get(spec.name)
+            if proc is not None and proc.poll() is None:
+                self._stop_one(spec.name, proc)
+        # A node's own children could hold its pipes open: clear out what is left of each group.
+        for proc in self._procs.values():
+            self._signal_group(proc, signal.SIGKILL)
+
+    def _stop_one(self, name: str, proc: subprocess.Popen) -> None:
+        steps = (
+            (signal.SIGINT, self.sigint_timeout),
+            (signal.SIGTERM, self.sigterm_timeout),
+            (signal.SIGKILL, self.KILL_WAIT),
+        )
+        for index, (signum, wait) in enumerate(steps):
+            self._signal_group(proc, signum)
+            if self._wait(proc, wait):
+                return
+            if index + 1 < len(steps):
+                self.log(
+                    f"node '{name}' did not stop within {wait:g} s of {signum.name}; "
+                    f"sending {steps[index + 1][0].name}"
+                )
+        self.log(f"node '{name}' (pid {proc.pid}) did not exit even after SIGKILL")
+
+    def _wait(self, proc: subprocess.Popen, wait: float) -> bool:
+        """Wait up to ``wait`` [s] for ``proc`` to exit; a new stop request cuts the wait short."""
+        requests = self._stop_requests
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                return True
+            if self._stop_requests != requests:
+                self.log("interrupted again: escalating")
+                return False
+            time.sleep(0.02)
+        return proc.poll() is not None
+
+    @staticmethod
+    def _signal_group(proc: subprocess.Popen, signum: int) -> None:
+        try:
+            os.killpg(proc.pid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass  # the group is already gone
+
+
+# --------------------------------------------------------------------------- ROS parameters
+
+
+def _yaml_string(text: str) -> str:
+    """Return ``text`` as a YAML double-quoted scalar (quoted: rcl keeps it a string)."""
+    parts = ['"']
+    for char in text:
+        code = ord(char)
+        if char in '"\\':
+            parts.append("\\" + char)
+        elif 0x20 <= code < 0x7F:
+            parts.append(char)
+        elif code < 0x10000:
+            parts.append(f"\\u{code:04x}")
+        else:
+            parts.append(f"\\U{code:08x}")
+    parts.append('"')
+    return "".join(parts)
+
+
+def _yaml_scalar(value: Any) -> str:
+    if isinstance(value, bool):  # before int: bool is an int
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return ".nan"
+        if math.isinf(value):
+            return ".inf" if value > 0 else "-.inf"
+        # A dot in the mantissa keeps it a double for rcl and for YAML 1.1 readers alike.
+        mantissa, e, exponent = repr(value).partition("e")
+        if "." not in mantissa:
+            mantissa += ".0"
+        return mantissa + e + exponent
+    if isinstance(value, str):
+        return _yaml_string(value)
+    raise TypeError(f"cannot pass {type(value).__name__} {value!r} as a ROS parameter")
+
+
+def _yaml_value(name: str, value: Any) -> str:
+    if not isinstance(value, (list, tuple)):
+        return _yaml_scalar(value)
+    if not value:
+        raise TypeError(f"parameter {name!r}: an empty list has no ROS type")
+    kinds = {type(v) for v in value}
+    if kinds == {int, float}:
+        value, kinds = [float(v) for v in value], {float}  # ints among floats: one double array
+    if len(kinds) != 1 or not kinds <= {bool, int, float, str}:
+        raise TypeError(f"parameter {name!r}: a ROS array needs items of one type, got {value!r}")
+    return "[" + ", ".join(_yaml_scalar(v) for v in value) + "]"
+
+
+def ros_params_yaml(parameters: Mapping[str, Any], node_name: str = "") -> str:
+    """Return a ROS 2 ``--params-file`` document giving ``parameters`` to one node.
+
+    Types are explicit: strings are always quoted (``'{}'`` or ``'true'`` stay strings),
+    floats always carry a decimal point (``500.0``, ``1.0e-05`` stay doubles), bools
+    are ``true``/``false``. The node key is ``/**`` because each file serves one node.
+    """
+    lines = [f"# {PROG}: parameters of node {node_name!r} (generated)", "/**:", "  ros__parameters:"]
+    for name, value in parameters.items():
+        lines.append(f"    {name}: {_yaml_value(name, value)}")
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- commands
+
+
+#: Program run by ``python -c`` for a node: the console script's function, plus (Linux)
+#: a SIGINT when the launcher dies without stopping the node, so no node outlives it
+#: headless in its own session; SIGINT lets the driver bring the arm to rest.
+_NODE_BOOTSTRAP = """\
+import sys, importlib, functools
+try:
+    import ctypes, os
+    ctypes.CDLL(None).prctl(1, 2)  # PR_SET_PDEATHSIG, SIGINT
+    if os.getppid() != {launcher_pid}:
+        sys.exit(1)  # the launcher died before prctl took effect
+except (OSError, AttributeError):
+    pass  # no prctl on this platform
+sys.argv[0] = {name!r}
+sys.exit(functools.reduce(getattr, {attr!r}.split('.'), importlib.import_module({module!r}))())
+"""
+
+
+def node_command(executable: str) -> list[str]:
+    """Return the argv that runs the ``rehab_robot`` console script ``executable``.
+
+    The entry point is looked up in the installed distribution's metadata and run with
+    this interpreter, so it works the same in a venv, an editable install and a colcon
+    install (whose scripts live in ``lib/rehab_robot``, off ``PATH``).
+
+    Raises:
+        ConfigError: if rehab_robot is not installed or has no such console script.
+    """
+    try:
+        entries = distribution(graph.PACKAGE).entry_points
+    except PackageNotFoundError:
+        raise ConfigError(
+            f"{graph.PACKAGE} is not installed (no package metadata); run `pip install -e .` "
+            "or `colcon build` and source the install"
+        ) from None
+    for entry in entries:
+        if entry.group == "console_scripts" and entry.name == executable:
+            module, _, attr = entry.value.partition(":")
+            code = _NODE_BOOTSTRAP.format(
+                launcher_pid=os.getpid(), name=executable, module=module.strip(), attr=attr.strip()
+            )
+            return [sys.executable, "-c", code]
+    raise ConfigError(f"{graph.PACKAGE} has no console script {executable!r}; reinstall the package")
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def check_session_files(patient: str, protocol: str, robot_description: str) -> bool:
+    """Validate the patient profile and the protocol against the arm's limits.
+
+    Returns:
+        True if the files were validated; False if the validators are not installed
+        (only the files' existence was checked).
+
+    Raises:
+        RehabRobotError: naming the file, the field and what is allowed.
+    """
+    files = (("robot_description", robot_description), ("patient", patient), ("protocol", protocol))
+    for label, path in files:
+        if not os.path.isfile(path):
+            problem = "is not a file" if os.path.exists(path) else "does not exist"
+            raise ConfigError(f"{label} file {path!r} {problem}")
+    try:
+        from rehab_robot.model import ArmModel
+        from rehab_robot.session.profiles import load_patient, load_protocol
+    except ImportError:
+        return False
+    model = ArmModel.from_urdf(robot_description)
+    joint_limits = model.limits_by_joint()
+    velocity_limits = {name: float(v) for name, v in zip(model.joint_names, model.velocity_limit)}
+    profile = load_patient(patient, joint_limits)
+    load_protocol(protocol, profile, joint_limits, velocity_limits)
+    return True
+
+
+def check_hardware(name: str, options: str) -> bool:
+    """Check that backend ``name`` exists and ``options`` is a YAML mapping.
+
+    Returns False if the registry is not installed (nothing checked).
+
+    Raises:
+        ConfigError: for an unknown or broken backend or options that are not a mapping.
+    """
+    try:
+        parsed = yaml.safe_load(options)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"launch argument hardware_options:={options!r} is not valid YAML: {exc}") from None
+    if parsed is not None and not isinstance(parsed, dict):
+        raise ConfigError(f"launch argument hardware_options:={options!r}: a YAML mapping is required")
+    try:
+        from rehab_robot.hardware.registry import backend_class
+    except ImportError:
+        return False
+    backend_class(name)
+    return True
+
+
+@dataclass
+class SessionPlan:
+    """Everything needed to start one session, validated.
+
+    Attributes:
+        arguments: Launch argument texts, every argument present (``session_id`` pinned).
+        parameters: node name -> its ROS parameters.
+        session_dir: ``<output_dir>/<session_id>``.
+        bag_path: Where the recorder writes the bag (``None`` if no node records).
+        recorder: Name of the node writing ``bag_path``.
+        files_checked: False if the profile validators were not installed.
+    """
+
+    arguments: dict[str, str]
+    parameters: dict[str, dict[str, Any]]
+    session_dir: Path
+    bag_path: Optional[Path]
+    recorder: Optional[str]
+    files_checked: bool = True
+
+    @property
+    def report_path(self) -> Path:
+        """``<session_dir>/report.json``, written by the session manager."""
+        return self.session_dir / "report.json"
+
+    def create_folder(self) -> None:
+        """Create the session folder (``plan_session`` checked it holds no session yet).
+
+        Raises:
+            ConfigError: if it cannot be created (e.g. output_dir is not writable).
+        """
+        try:
+            self.session_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot create the session folder {str(self.session_dir)!r}: "
+                              f"{exc.strerror or exc}") from None
+
+
+def plan_session(user_arguments: Mapping[str, str]) -> SessionPlan:
+    """Validate launch argument texts, backend and files; return the session plan.
+
+    Nothing is started or created.
+
+    Raises:
+        RehabRobotError: for any invalid argument, file or backend.
+    """
+    declared = {a.name: a for a in graph.launch_arguments()}
+    # Pin every default once: launch_arguments() draws a new session_id per call, and
+    # every node must see the same one.
+    texts = {name: a.default for name, a in declared.items()}
+    texts.update(user_arguments)
+    parameters = {spec.name: graph.node_parameters(spec, texts) for spec in graph.nodes()}
+    typed = {name: graph.convert_argument(declared[name], text) for name, text in texts.items()}
+    check_hardware(typed["hardware"], typed["hardware_options"])
+    files_checked = check_session_files(typed["patient"], typed["protocol"], typed["robot_description"])
+    session_dir = Path(str(graph.resolve(graph.session_dir(), typed)))
+    recorder = next((name for name, params in parameters.items() if "bag_path" in params), None)
+    bag_path = Path(parameters[recorder]["bag_path"]) if recorder else None
+    for existing in (session_dir / "report.json", bag_path):
+        if existing is not None and existing.exists():
+            raise ConfigError(
+                f"session folder {str(session_dir)!r} already holds a session ({existing.name}); "
+                "choose another session_id:=..."
+            )
+    return SessionPlan(texts, parameters, session_dir, bag_path, recorder, files_checked)
+
+
+# --------------------------------------------------------------------------- report
+
+
+def format_report_summary(report: Mapping[str, Any]) -> str:
+    """Return a short human summary of a session report (the ``report.json`` fields).
+
+    Angles are shown in degrees and rad, force in N, duration in s. Missing fields
+    show as ``?``.
+    """
+
+    def number(key: str, unit: str, digits: int = 1) -> str:
+        value = report.get(key)
+        return f"{value:.{digits}f} {unit}" if isinstance(value, (int, float)) else "?"
+
+    lines = [
+        f"session {report.get('session_id', '?')}: {report.get('ended', '?')}"
+        f" - {report.get('end_reason', 'no reason given')}",
+        f"  patient {report.get('patient_id', '?')}, protocol {report.get('protocol', '?')}",
+        f"  repetitions: {report.get('repetitions_completed', '?')}"
+        f" / {report.get('repetitions_planned', '?')}",
+        f"  duration: {number('duration', 's')}",
+        f"  peak interaction force: {number('peak_interaction_force', 'N')}",
+    ]
+    rom = report.get("rom_reached") or {}
+    if isinstance(rom, Mapping) and rom:
+        lines.append("  range of motion reached (min .. max, range):")
+        width = max(len(str(joint)) for joint in rom)
+        for joint, values in rom.items():
+            try:
+                low, high, span = (float(values[k]) for k in ("min", "max", "range"))
+            except (KeyError, TypeError, ValueError):
+                lines.append(f"    {joint:<{width}}  ?")
+                continue
+            lines.append(
+                f"    {joint:<{width}}  {math.degrees(low):7.1f} .. {math.degrees(high):6.1f} deg"
+                f" ({math.degrees(span):5.1f} deg)   {low:6.3f} .. {high:6.3f} rad ({span:.3f} rad)"
+            )
+    return "\n".join(lines)
+
+
+def load_report(path: Path) -> Optional[dict]:
+    """Return the report at ``path``, or ``None`` if it is missing or unreadable."""
+    try:
+        report = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return report if isinstance(report, dict) else None
+
+
+# --------------------------------------------------------------------------- sub-commands
+
+
+def _parse_launch_tokens(tokens: Sequence[str], options: Mapping[str, Optional[str]]) -> dict[str, str]:
+    """Turn ``name:=value`` tokens and convenience options into launch argument texts.
+
+    Raises:
+        ConfigError: for a token that is not ``name:=value`` or a conflicting repeat.
+    """
+    texts: dict[str, str] = {}
+    pairs = []
+    for token in tokens:
+        name, sep, value = token.partition(":=")
+        if not sep or not name:
+            raise ConfigError(f"expected a launch argument name:=value, got {token!r}")
+        pairs.append((name, value))
+    pairs += [(name, value) for name, value in options.items() if value is not None]
+    for name, value in pairs:
+        if name in texts and texts[name] != value:
+            raise ConfigError(f"launch argument {name} given twice: {texts[name]!r} and {value!r}")
+        texts[name] = value
+    return texts
+
+
+def _run_session(plan: SessionPlan, timeout: Optional[float]) -> int:
+    """Start the planned session, supervise it, print where its results are."""
+    commands = {spec.name: node_command(spec.executable) for spec in graph.nodes()}
+    domain_given = bool(os.environ.get("ROS_DOMAIN_ID"))
+    env = localhost_env()
+    domain = env["ROS_DOMAIN_ID"]
+    if domain_given:
+        print(f"{PROG}: ROS_DOMAIN_ID={domain} (from the environment), DDS discovery on localhost",
+              flush=True)
+    else:
+        print(
+            f"{PROG}: ROS_DOMAIN_ID={domain}, DDS discovery on localhost; to watch from another terminal: "
+            f"export ROS_DOMAIN_ID={domain} ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST",
+            flush=True,
+        )
+    if not plan.files_checked:
+        print(f"{PROG}: note: profile validators not installed; the nodes will check the files", flush=True)
+
+    plan.create_folder()
+    # Kept in the session folder: they record exactly what each node was given.
+    params_dir = plan.session_dir / "params"
+    params_dir.mkdir(exist_ok=True)
+    specs = []
+    for spec in graph.nodes():
+        params_file = params_dir / f"{spec.name}.yaml"
+        params_file.write_text(ros_params_yaml(plan.parameters[spec.name], spec.name), encoding="utf-8")
+        command = commands[spec.name] + [
+            "--ros-args", "--params-file", str(params_file), "-r", f"__node:={spec.name}",
+        ]
+        specs.append(ProcessSpec(spec.name, command, env, spec.stop_rank, spec.ends_graph))
+    print(f"{PROG}: session folder {plan.session_dir.resolve()}", flush=True)
+
+    result = ProcessGraph(specs).run(timeout=timeout)
+
+    print(f"{PROG}: {result.message}", flush=True)
+    _repair_if_needed(plan, result)
+    print(f"{PROG}: report: {plan.report_path.resolve()}"
+          f"{'' if plan.report_path.exists() else ' (not written)'}", flush=True)
+    if plan.bag_path is not None:
+        print(f"{PROG}: bag:    {plan.bag_path.resolve()}"
+              f"{'' if plan.bag_path.exists() else ' (not written)'}", flush=True)
+    report = load_report(plan.report_path)
+    if report is not None:
+        print(format_report_summary(report), flush=True)
+    return result.status
+
+
+def _repair_if_needed(plan: SessionPlan, result: GraphResult) -> None:
+    """Repair the bag when the recorder did not close it itself (died or was killed)."""
+    if plan.recorder is None or plan.bag_path is None:
+        return
+    returncode = result.returncodes.get(plan.recorder)
+    if result.died != plan.recorder and returncode in (0, None):
+        return
+    if not plan.bag_path.exists():
+        return
+    ended = "died" if returncode is None else describe_exit(returncode)
+    print(f"{PROG}: recorder '{plan.recorder}' ended abnormally ({ended}); checking the bag", flush=True)
+    try:
+        from rehab_robot.recording.bag import repair_bag
+    except ImportError:
+        print(f"{PROG}: bag repair unavailable; the bag may be incomplete: {plan.bag_path}", flush=True)
+        return
+    try:
+        summary = repair_bag(plan.bag_path)  # str() of its report is a one-line summary
+    except RehabRobotError as exc:
+        print(f"{PROG}: bag repair failed: {exc}", flush=True)
+        return
+    if summary is not None:
+        print(f"{PROG}: {summary}", flush=True)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """``rehab-robot run``: start a session with the given launch arguments."""
+    texts = _parse_launch_tokens(
+        args.arguments, {"hardware": args.hardware, "patient": args.patient, "protocol": args.protocol}
+    )
+    return _run_session(plan_session(texts), args.timeout)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """``rehab-robot demo``: a complete simulated session with the shipped examples."""
+    texts = _parse_launch_tokens(args.arguments, {})
+    for name, value in DEMO_FIXED_ARGUMENTS.items():
+        if texts.setdefault(name, value).strip().lower() != value:
+            raise ConfigError(f"the demo always runs with {name}:={value}")
+    plan = plan_session(texts)
+    status = _run_session(plan, args.timeout)
+    report = load_report(plan.report_path)
+    if report is None:
+        print(f"{PROG}: demo failed: no session report was written", file=sys.stderr, flush=True)
+        return status or 1
+    if status != 0 or report.get("ended") != "completed":
+        print(
+            f"{PROG}: demo failed: session {report.get('ended', '?')}: {report.get('end_reason', '?')}",
+            file=sys.stderr,
+            flush=True,
+        )
+        return status or 1
+    print(f"{PROG}: demo completed", flush=True)
+    return 0
+
+
+def cmd_backends(args: argparse.Namespace) -> int:  # noqa: ARG001 - uniform signature
+    """``rehab-robot backends``: list the registered hardware backends."""
+    from rehab_robot.hardware.registry import available_backends
+
+    default = next(a.default for a in graph.launch_arguments() if a.name == "hardware")
+    for name, target in sorted(available_backends().items()):
+        print(f"{name:<12} {target}{'  (default)' if name == default else ''}")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """``rehab-robot check``: validate a patient profile and a protocol."""
+    urdf = args.robot_description or next(
+        a.default for a in graph.launch_arguments() if a.name == "robot_description"
+    )
+    if not check_session_files(args.patient, args.protocol, urdf):
+        print(f"{PROG}: error: cannot check: the profile validators are not installed", file=sys.stderr)
+        return 1
+    print(f"OK: patient {args.patient} and protocol {args.protocol} are valid for {urdf}")
+    return 0
+
+
+def cmd_repair_bag(args: argparse.Namespace) -> int:
+    """``rehab-robot repair-bag``: make an interrupted bag readable."""
+    if not os.path.exists(args.path):
+        raise ConfigError(f"bag {args.path!r} does not exist")
+    try:
+        from rehab_robot.recording.bag import repair_bag
+    except ImportError as exc:
+        print(f"{PROG}: error: bag repair is not available: {exc}", file=sys.stderr)
+        return 1
+    summary = repair_bag(Path(args.path))
+    if summary is not None:
+        print(summary)
+    return 0
+
+
+def _describe_value(value: Any) -> str:
+    if isinstance(value, graph.Arg):
+        return f"$({value.name})"
+    if isinstance(value, graph.PathJoin):
+        return "/".join(part if isinstance(part, str) else _describe_value(part) for part in value.parts)
+    return repr(value)
+
+
+def cmd_graph(args: argparse.Namespace) -> int:  # noqa: ARG001 - uniform signature
+    """``rehab-robot graph``: print the nodes, their parameters and the launch arguments."""
+    print("launch arguments (name:=value):")
+    for argument in graph.launch_arguments():
+        print(f"  {argument.name} ({argument.type.__name__}, default {argument.default!r})")
+        print(f"      {argument.description}")
+    print("\nnodes (stop order: lowest stop_rank first):")
+    for spec in sorted(graph.nodes(), key=lambda s: s.stop_rank):
+        flags = ", ends the graph on exit 0" if spec.ends_graph else ""
+        print(f"  {spec.name} (executable {spec.executable}, stop_rank {spec.stop_rank}{flags})")
+        for name, value in spec.parameters.items():
+            print(f"      {name} = {_describe_value(value)}")
+    print("\nrecorded topics:")
+    for topic in graph.RECORDED_TOPICS:
+        print(f"  {topic.name} [{topic.type}]: {topic.description}")
+    return 0
+
+
+# --------------------------------------------------------------------------- main
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit 2), like every other user error here."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the ``rehab-robot`` argument parser."""
+    parser = _Parser(prog=PROG, description="Start and inspect rehab_robot sessions.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    launch_help = "launch arguments name:=value (see `rehab-robot graph`)"
+    run = sub.add_parser("run", help="start a session: every node as its own process")
+    run.add_argument("arguments", nargs="*", metavar="name:=value", help=launch_help)
+    run.add_argument("--hardware", help="same as hardware:=X")
+    run.add_argument("--patient", help="same as patient:=FILE")
+    run.add_argument("--protocol", help="same as protocol:=FILE")
+    run.add_argument("--timeout", type=float, default=None, help="stop and fail after this many [s]")
+    run.set_defaults(func=cmd_run)
+
+    demo = sub.add_parser("demo", help="a complete simulated session with the shipped examples")
+    demo.add_argument("arguments", nargs="*", metavar="name:=value", help=launch_help)
+    demo.add_argument("--timeout", type=float, default=DEMO_TIMEOUT,
+                      help=f"stop and fail after this many [s] (default {DEMO_TIMEOUT:g})")
+    demo.set_defaults(func=cmd_demo)
+
+    backends = sub.add_parser("backends", help="list the hardware backends")
+    backends.set_defaults(func=cmd_backends)
+
+    check = sub.add_parser("check", help="validate a patient profile and a protocol")
+    check.add_argument("--patient", required=True, help="patient profile YAML file")
+    check.add_argument("--protocol", required=True, help="exercise protocol YAML file")
+    check.add_argument("--robot-description", help="URDF of the arm (default: the shipped one)")
+    check.set_defaults(func=cmd_check)
+
+    repair = sub.add_parser("repair-bag", help="make an interrupted session bag readable")
+    repair.add_argument("path", help="the bag folder")
+    repair.set_defaults(func=cmd_repair_bag)
+
+    graph_cmd = sub.add_parser("graph", help="print the nodes, parameters and launch arguments")
+    graph_cmd.set_defaults(func=cmd_graph)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of ``rehab-robot``; returns the exit status."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # argparse takes one run of positionals; name:=value tokens after an option land here.
+    if extra and hasattr(args, "arguments") and not any(t.startswith("-") for t in extra):
+        args.arguments += extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        return args.func(args)
+    except RehabRobotError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr, flush=True)
+        return 2
+    except KeyboardInterrupt:  # Ctrl-C outside the supervised run (e.g. while validating)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""motion_controller: tracks joint trajectories with model-based gravity compensation.
+
+Subscribes ``joint_trajectory`` (trajectory_msgs/JointTrajectory; it may name a subset
+of the joints, the others hold), ``joint_states`` and ``safety/heartbeat``. Publishes
+``joint_commands`` (sensor_msgs/JointState setpoints) at ``rate``.
+
+While the heartbeat does not permit motion the controller drops its trajectory and
+follows the measured position, so that motion resumes without a jump.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Optional
+
+import numpy as np
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Bool
+from trajectory_msgs.msg import JointTrajectory
+
+from rehab_robot.control.laws import CommandLimits, feedforward_command, limit_command
+from rehab_robot.control.trajectory import SampledTrajectory
+from rehab_robot.model import ArmModel
+from rehab_robot.nodes.common import (
+    ERROR, OK, WARN, DiagnosticsPublisher, GracefulNode, ParamSpec, declare_parameters, run,
+)
+from rehab_robot.nodes.conversions import joint_arrays, joint_state_msg, sampled_trajectory
+from rehab_robot.safety.gate import HeartbeatMonitor
+
+PARAMETERS = (
+    ParamSpec("robot_description", "", "URDF file of the arm (empty: the shipped arm)"),
+    ParamSpec("rate", 100.0, "command rate [Hz]", "20 to 1000 Hz", lambda v: 20.0 <= v <= 1000.0),
+    ParamSpec("heartbeat_timeout", 0.05, "age after which the safety heartbeat counts as lost [s]",
+              "0.005 to 0.2 s", lambda v: 0.005 <= v <= 0.2),
+)
+
+
+class MotionControllerNode(GracefulNode):
+    """The motion controller node (see module docstring)."""
+
+    node_name = "motion_controller"
+
+    def __init__(self) -> None:
+        super().__init__(self.node_name)
+        p = declare_parameters(self, PARAMETERS)
+        self.model = ArmModel.from_urdf(p["robot_description"] or None)
+        self.joint_names = self.model.joint_names
+        self.limits = CommandLimits(
+            self.model.lower, self.model.upper, self.model.velocity_limit, self.model.effort_limit
+        )
+        self.heartbeat = HeartbeatMonitor(p["heartbeat_timeout"])
+        self.measured: Optional[np.ndarray] = None
+        self.setpoint: Optional[np.ndarray] = None
+        self.trajectory: Optional[SampledTrajectory] = None
+        self.trajectory_joints: list[int] = []
+        self.trajectory_start = 0.0
+        self.last_error = ""
+        self._command = JointState()
+        self.command_pub = self.create_publisher(JointState, "joint_commands", 10)
+        self.create_subscription(JointState, "joint_states", self.on_joint_state, 10)
+        self.create_subscription(JointTrajectory, "joint_trajectory", self.on_trajectory, 10)
+        self.create_subscription(Bool, "safety/heartbeat", self.on_heartbeat, 10)
+        self.create_timer(1.0 / p["rate"], self.cycle)
+        self.diagnostics = DiagnosticsPublisher(self, self.report)
+
+    def on_heartbeat(self, msg: Bool) -> None:
+        """Record the safety supervisor's verdict."""
+        self.heartbeat.on_heartbeat(time.monotonic(), msg.data)
+
+    def on_joint_state(self, msg: JointState) -> None:
+        """Keep the latest measured position [rad]."""
+        try:
+            (position,) = joint_arrays(msg, self.joint_names, ("position",))
+        except ValueError as exc:
+            self.get_logger().error(f"joint_states ignored: {exc}", throttle_duration_sec=1.0)
+            return
+        if np.all(np.isfinite(position)):
+            self.measured = position
+
+    def on_trajectory(self, msg: JointTrajectory) -> None:
+        """Start tracking a trajectory, or refuse it with a logged reason."""
+        try:
+            trajectory, joints = self.validate(msg)
+        except ValueError as exc:
+            self.last_error = f"trajectory refused: {exc}"
+            self.get_logger().error(self.last_error)
+            return
+        self.trajectory, self.trajectory_joints = trajectory, joints
+        self.trajectory_start = time.monotonic()
+        self.last_error = ""
+
+    def validate(self, msg: JointTrajectory) -> tuple[SampledTrajectory, list[int]]:
+        """Return the trajectory of ``msg`` and its joint indices, checked against the limits.
+
+        Raises:
+            ValueError: naming the joint or point that is not allowed.
+        """
+        if self.setpoint is None:
+            raise ValueError("no joint_states received yet")
+        if not self.heartbeat.permits(time.monotonic()):
+            raise ValueError("motion is not permitted by the safety supervisor")
+        unknown = [name for name in msg.joint_names if name not in self.joint_names]
+        if unknown:
+            raise ValueError(f"unknown joints {unknown}; allowed: {list(self.joint_names)}")
+        trajectory = sampled_trajectory(msg)
+        joints = [self.joint_names.index(name) for name in msg.joint_names]
+        lower, upper = self.limits.lower[joints], self.limits.upper[joints]
+        outside = (trajectory.positions < lower) | (trajectory.positions > upper)
+        if np.any(outside):
+            point, j = np.argwhere(outside)[0]
+            raise ValueError(
+                f"point {point}: {msg.joint_names[j]} at {trajectory.positions[point, j]:.3f} rad is outside "
+                f"[{lower[j]:.3f}, {upper[j]:.3f}] rad"
+            )
+        too_fast = np.abs(trajectory.velocities) > self.limits.velocity[joints]
+        if np.any(too_fast):
+            point, j = np.argwhere(too_fast)[0]
+            raise ValueError(
+                f"point {point}: {msg.joint_names[j]} velocity {trajectory.velocities[point, j]:.3f} rad/s "
+                f"exceeds {self.limits.velocity[joints][j]:.3f} rad/s"
+            )
+        if trajectory.times[0] > 0:
+            # Start from where the controller is, as ROS joint trajectory controllers do.
+            start = self.setpoint[joints]
+            trajectory = SampledTrajectory(
+                np.concatenate([[0.0], trajectory.times]),
+                np.vstack([start, trajectory.positions]),
+                np.vstack([np.zeros_like(start), trajectory.velocities]),
+                np.vstack([np.zeros_like(start), trajectory.accelerations]),
+            )
+        return trajectory, joints
+
+    def cycle(self) -> None:
+        """Compute and publish one drive setpoint."""
+        if self.measured is None:
+            return
+        now = time.monotonic()
+        n = len(self.joint_names)
+        velocity, acceleration = np.zeros(n), np.zeros(n)
+        if self.setpoint is None or not self.heartbeat.permits(now):
+            # Follow the arm while motion is not permitted: no stale plan survives a stop.
+            self.trajectory = None
+            self.setpoint = self.measured.copy()
+        elif self.trajectory is not None:
+            q, v, a = self.trajectory.sample(now - self.trajectory_start)
+            self.setpoint[self.trajectory_joints] = q
+            velocity[self.trajectory_joints] = v
+            acceleration[self.trajectory_joints] = a
+            if now - self.trajectory_start > self.trajectory.duration:
+                self.trajectory = None
+        command = limit_command(
+            feedforward_command(self.model, self.setpoint, velocity, acceleration, self.measured), self.limits
+        )
+        msg = joint_state_msg(self._command, self.joint_names, command.position, command.velocity, command.effort)
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self.command_pub.publish(msg)
+
+    def report(self):
+        """Diagnostics: tracking state and the last refusal."""
+        values = {"tracking": self.trajectory is not None, "last_error": self.last_error}
+        if self.measured is None:
+            return WARN, "waiting for joint_states", values
+        if self.last_error:
+            return ERROR, self.last_error, values
+        return OK, "tracking trajectory" if self.trajectory is not None else "holding setpoint", values
+
+
+def main(args=None) -> int:
+    """Entry point of ``motion_controller``."""
+    return run(MotionControllerNode, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

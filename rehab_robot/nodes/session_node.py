@@ -1,0 +1,233 @@
+"""session_manager: runs one exercise session and writes its report.
+
+Loads the patient profile and exercise protocol (refusing bad files before anything
+moves), offers ``session/start|pause|resume|stop`` (std_srvs/Trigger), sends the
+exercise motions on ``joint_trajectory`` and publishes ``session/status``
+(diagnostic_msgs/DiagnosticStatus). At the end it writes ``<session_dir>/report.json``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+from geometry_msgs.msg import WrenchStamped
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Bool
+from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory
+
+from rehab_robot.control.trajectory import SampledTrajectory
+from rehab_robot.model import ArmModel
+from rehab_robot.nodes.common import (
+    ERROR, OK, WARN, DiagnosticsPublisher, GracefulNode, ParamSpec, declare_parameters, non_empty, positive, run,
+)
+from rehab_robot.nodes.conversions import joint_arrays, trajectory_msg
+from rehab_robot.safety.gate import HeartbeatMonitor
+from rehab_robot.session.profiles import load_patient, load_protocol
+from rehab_robot.session.report import build_report, write_report
+from rehab_robot.session.runner import SessionRunner, SessionState
+
+PARAMETERS = (
+    ParamSpec("robot_description", "", "URDF file of the arm (empty: the shipped arm)"),
+    ParamSpec("patient", "", "patient profile YAML file", "an existing file", non_empty),
+    ParamSpec("protocol", "", "exercise protocol YAML file", "an existing file", non_empty),
+    ParamSpec("session_dir", "", "folder that receives report.json", "a directory path", non_empty),
+    ParamSpec("autostart", False, "start the exercise as soon as the arm is ready"),
+    ParamSpec("exit_when_done", False, "exit once the session has ended and the report is written"),
+    ParamSpec("ready_timeout", 30.0, "how long autostart waits for the arm to be ready [s]", "> 0 s", positive),
+    ParamSpec("pause_timeout", 300.0, "a session paused longer than this is aborted [s]", "> 0 s", positive),
+    ParamSpec("tick_rate", 50.0, "session update rate [Hz]", "10 to 200 Hz", lambda v: 10.0 <= v <= 200.0),
+)
+
+#: Waypoint spacing of the trajectories sent to the controller [s].
+TRAJECTORY_STEP = 0.02
+#: Status publication period [s].
+STATUS_PERIOD = 0.1
+
+
+class SessionManagerNode(GracefulNode):
+    """The exercise session manager node (see module docstring)."""
+
+    node_name = "session_manager"
+
+    def __init__(self) -> None:
+        super().__init__(self.node_name)
+        p = declare_parameters(self, PARAMETERS)
+        model = ArmModel.from_urdf(p["robot_description"] or None)
+        self.patient = load_patient(p["patient"], model.limits_by_joint())
+        self.protocol = load_protocol(
+            p["protocol"], self.patient, model.limits_by_joint(),
+            dict(zip(model.joint_names, model.velocity_limit)),
+        )
+        self.joint_names = model.joint_names
+        self.session_dir = Path(p["session_dir"])
+        self.session_id = self.session_dir.name
+        self.autostart = p["autostart"]
+        self.exit_when_done = p["exit_when_done"]
+        self.ready_deadline = time.monotonic() + p["ready_timeout"]
+        self.runner = SessionRunner(
+            self.protocol, self.joint_names, self.protocol.max_velocity, pause_timeout=p["pause_timeout"]
+        )
+        self.heartbeat = HeartbeatMonitor()
+        self.position: Optional[np.ndarray] = None
+        self.force_norm: Optional[float] = None
+        self.report_path: Optional[Path] = None
+        self._last_status = 0.0
+        self.trajectory_pub = self.create_publisher(JointTrajectory, "joint_trajectory", 10)
+        self.status_pub = self.create_publisher(DiagnosticStatus, "session/status", 10)
+        self.create_subscription(JointState, "joint_states", self.on_joint_state, 10)
+        self.create_subscription(WrenchStamped, "ft_sensor/wrench", self.on_wrench, 10)
+        self.create_subscription(Bool, "safety/heartbeat", self.on_heartbeat, 10)
+        for name, handler in (("start", self.on_start), ("pause", self.on_pause),
+                              ("resume", self.on_resume), ("stop", self.on_stop)):
+            self.create_service(Trigger, f"session/{name}", handler)
+        self.create_timer(1.0 / p["tick_rate"], self.tick)
+        self.diagnostics = DiagnosticsPublisher(self, self.report)
+        self.get_logger().info(
+            f"patient {self.patient.patient_id}, protocol {self.protocol.name}: {self.protocol.repetitions} x "
+            f"{self.protocol.joint} {self.protocol.start_angle:.2f} <-> {self.protocol.end_angle:.2f} rad"
+            + ("; starts when the arm is ready" if self.autostart else "; call session/start")
+        )
+
+    # --- inputs ---------------------------------------------------------------------
+
+    def on_joint_state(self, msg: JointState) -> None:
+        """Keep the latest measured position [rad]."""
+        try:
+            (position,) = joint_arrays(msg, self.joint_names, ("position",))
+        except ValueError:
+            return  # the supervisor latches a stop on malformed states
+        self.position = position
+
+    def on_wrench(self, msg: WrenchStamped) -> None:
+        """Keep the latest cuff force magnitude [N]."""
+        f = msg.wrench.force
+        self.force_norm = float(np.sqrt(f.x * f.x + f.y * f.y + f.z * f.z))
+
+    def on_heartbeat(self, msg: Bool) -> None:
+        """Record the safety supervisor's verdict."""
+        self.heartbeat.on_heartbeat(time.monotonic(), msg.data)
+
+    def _command(self, name: str, action, response):
+        if self.position is None:
+            response.success, response.message = False, f"cannot {name}: no joint_states received yet"
+        else:
+            response.success, response.message = action()
+            self.get_logger().info(f"session/{name}: {response.message}")
+            self.flush_motion()
+        return response
+
+    def on_start(self, request, response):
+        """``session/start``."""
+        return self._command("start", lambda: self.runner.start(
+            time.monotonic(), self.position, self.heartbeat.permits(time.monotonic())), response)
+
+    def on_pause(self, request, response):
+        """``session/pause``."""
+        return self._command("pause", lambda: self.runner.pause(time.monotonic(), self.position), response)
+
+    def on_resume(self, request, response):
+        """``session/resume``."""
+        return self._command("resume", lambda: self.runner.resume(
+            time.monotonic(), self.position, self.heartbeat.permits(time.monotonic())), response)
+
+    def on_stop(self, request, response):
+        """``session/stop``."""
+        return self._command("stop", lambda: self.runner.stop(time.monotonic()), response)
+
+    # --- loop -----------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """Advance the session, send motions, publish status, finish when done."""
+        now = time.monotonic()
+        permitted = self.heartbeat.permits(now)
+        if self.runner.state is SessionState.IDLE and self.autostart:
+            if self.position is not None and permitted:
+                self.on_start(None, Trigger.Response())
+            elif now > self.ready_deadline:
+                reason = "no joint_states from the driver" if self.position is None else self.heartbeat.closed_reason(now)
+                self.runner.abort(now, f"arm not ready within the ready timeout: {reason}")
+        if self.position is not None:
+            self.runner.update(now, self.position, self.force_norm, permitted)
+        self.flush_motion()
+        if now - self._last_status >= STATUS_PERIOD:
+            self._last_status = now
+            self.status_pub.publish(self.status())
+        if self.runner.state.finished and self.report_path is None:
+            self.write_report()
+
+    def flush_motion(self) -> None:
+        """Send the motions the runner has queued."""
+        while (segment := self.runner.take_motion()) is not None:
+            trajectory = SampledTrajectory.from_segment(segment, TRAJECTORY_STEP)
+            self.trajectory_pub.publish(trajectory_msg([self.protocol.joint], trajectory))
+
+    def write_report(self) -> None:
+        """Write the report of the finished session."""
+        report = build_report(
+            self.session_id, self.patient.patient_id, self.protocol.name, self.runner.outcome(), self.runner.metrics
+        )
+        self.report_path = write_report(self.session_dir / "report.json", report)
+        self.status_pub.publish(self.status())
+        self.get_logger().info(
+            f"session {report['ended']}: {report['end_reason']}; "
+            f"{report['repetitions_completed']}/{report['repetitions_planned']} repetitions; "
+            f"report: {self.report_path}"
+        )
+
+    def finished(self) -> bool:
+        """Exit on our own once the report is written, when asked to."""
+        return self.exit_when_done and self.report_path is not None
+
+    def on_shutdown_request(self, executor) -> None:
+        """On SIGINT/SIGTERM: stop the exercise smoothly and write the report."""
+        if not self.runner.state.finished:
+            self.runner.stop(time.monotonic(), "session manager shut down (SIGINT/SIGTERM)")
+            self.flush_motion()
+        if self.report_path is None:
+            self.write_report()
+        # Give DDS a moment to deliver the last motion and status before the process ends.
+        deadline = time.monotonic() + 0.2
+        while time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.05)
+
+    # --- outputs ----------------------------------------------------------------------
+
+    def status(self) -> DiagnosticStatus:
+        """Return the session status message."""
+        state = self.runner.state
+        level = {SessionState.ABORTED: ERROR, SessionState.PAUSED: WARN}.get(state, OK)
+        message = self.runner.pause_reason or self.runner.end_reason or self.runner.current_step
+        values = {
+            "state": state.value,
+            "step": self.runner.current_step,
+            "repetitions_completed": self.runner.repetitions_completed,
+            "repetitions_planned": self.protocol.repetitions,
+            "progress": f"{self.runner.progress():.3f}",
+            "patient_id": self.patient.patient_id,
+            "protocol": self.protocol.name,
+            "report": str(self.report_path or ""),
+        }
+        return DiagnosticStatus(
+            level=level, name="rehab_robot: session", message=message, hardware_id="rehab_arm",
+            values=[KeyValue(key=k, value=str(v)) for k, v in values.items()],
+        )
+
+    def report(self):
+        """Diagnostics: the session status."""
+        status = self.status()
+        return status.level, status.message, {kv.key: kv.value for kv in status.values}
+
+
+def main(args=None) -> int:
+    """Entry point of ``session_manager``."""
+    return run(SessionManagerNode, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

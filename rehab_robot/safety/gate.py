@@ -1,0 +1,129 @@
+"""The hardware driver's motion gate: the last line of the fail-safe chain.
+
+The driver applies a motion command only when the gate opens. It opens only while
+  * the safety heartbeat is fresh and says motion is permitted,
+  * a fresh, finite command is at hand,
+  * and, when the arm has been holding, the command starts where the arm is
+    (so motion resumes without a jump).
+Anything else keeps (or puts) the drives in quick-stop and hold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from rehab_robot.hardware.interface import JointCommand
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """What the driver does this cycle.
+
+    Attributes:
+        move: True to write ``command`` to the drives, False to quick-stop and hold.
+        reason: Why the gate is closed ("" when open).
+        command: The command to write when ``move`` is True, its position carried
+            forward along its velocity to the decision time.
+    """
+
+    move: bool
+    reason: str
+    command: Optional[JointCommand] = None
+
+
+class HeartbeatMonitor:
+    """Tracks the safety heartbeat: motion is permitted only while it is fresh and True.
+
+    Args:
+        timeout: Age [s] beyond which the heartbeat counts as lost.
+    """
+
+    def __init__(self, timeout: float = 0.05) -> None:
+        self.timeout = timeout
+        self._last: Optional[tuple[float, bool]] = None
+
+    def on_heartbeat(self, now: float, permitted: bool) -> None:
+        """Record a heartbeat received at ``now`` [s]."""
+        self._last = (now, bool(permitted))
+
+    def closed_reason(self, now: float) -> str:
+        """Return why motion is not permitted at ``now`` [s], or "" when it is."""
+        if self._last is None:
+            return "no safety heartbeat yet"
+        stamp, permitted = self._last
+        if now - stamp > self.timeout:
+            return f"safety heartbeat lost ({(now - stamp) * 1e3:.0f} ms old)"
+        if not permitted:
+            return "safety supervisor stop"
+        return ""
+
+    def permits(self, now: float) -> bool:
+        """Return True when the heartbeat permits motion at ``now`` [s]."""
+        return not self.closed_reason(now)
+
+
+class MotionGate:
+    """Decides each driver cycle whether the arm may follow its command.
+
+    Args:
+        heartbeat_timeout: Age [s] beyond which the safety heartbeat counts as lost.
+        command_timeout: Age [s] beyond which the last command counts as lost.
+        resume_tolerance: Largest gap [rad] between commanded and measured position
+            accepted when leaving hold.
+    """
+
+    def __init__(
+        self,
+        heartbeat_timeout: float = 0.05,
+        command_timeout: float = 0.1,
+        resume_tolerance: float = 0.05,
+    ) -> None:
+        self.heartbeat = HeartbeatMonitor(heartbeat_timeout)
+        self.command_timeout = command_timeout
+        self.resume_tolerance = resume_tolerance
+        self._command: Optional[tuple[float, JointCommand]] = None
+        self.engaged = False
+
+    def on_heartbeat(self, now: float, permitted: bool) -> None:
+        """Record a safety heartbeat received at ``now`` [s]."""
+        self.heartbeat.on_heartbeat(now, permitted)
+
+    def on_command(self, now: float, command: JointCommand) -> None:
+        """Record a motion command received at ``now`` [s].
+
+        Raises:
+            ValueError: if the command holds NaN or inf (it is not recorded).
+        """
+        if not command.is_finite():
+            raise ValueError("joint command holds NaN or inf")
+        self._command = (now, command)
+
+    def decide(self, now: float, measured_position: np.ndarray) -> GateDecision:
+        """Return whether to move at ``now`` [s], given the measured positions [rad]."""
+        reason = self._closed_reason(now, measured_position)
+        self.engaged = not reason
+        if reason:
+            return GateDecision(False, reason)
+        stamp, command = self._command
+        # Commands arrive with jitter; a drive that held the old position until the next
+        # one would lag and then be yanked forward. Carry the setpoint along its velocity.
+        position = command.position + command.velocity * (now - stamp)
+        return GateDecision(True, "", JointCommand(position, command.velocity, command.effort))
+
+    def _closed_reason(self, now: float, measured_position: np.ndarray) -> str:
+        reason = self.heartbeat.closed_reason(now)
+        if reason:
+            return reason
+        if self._command is None:
+            return "no motion command yet"
+        stamp, command = self._command
+        if now - stamp > self.command_timeout:
+            return f"motion commands lost ({(now - stamp) * 1e3:.0f} ms old)"
+        if not self.engaged:
+            gap = float(np.max(np.abs(command.position - measured_position)))
+            if gap > self.resume_tolerance:
+                return f"command {gap:.3f} rad away from the arm; waiting for a matching command"
+        return ""

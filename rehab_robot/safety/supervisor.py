@@ -1,0 +1,88 @@
+"""The safety supervisor's latch: when motion is permitted, and how a stop is cleared.
+
+Motion is permitted only while
+  * the arm's state and the F/T reading have arrived and are fresh,
+  * the last state breaks no rule,
+  * no stop is latched.
+A violation, an e-stop request or a signal going stale latches a stop. Only
+:meth:`SafetyLatch.reset` clears it, and only once the cause is gone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+from rehab_robot.safety.rules import Violation
+
+
+@dataclass
+class SafetyLatch:
+    """Latching stop logic of the safety supervisor.
+
+    Args:
+        state_timeout: Age [s] after which joint states or F/T readings count as missing.
+    """
+
+    state_timeout: float = 0.1
+    latched: bool = False
+    causes: list[str] = field(default_factory=list)
+    _last_state: Optional[float] = None
+    _last_wrench: Optional[float] = None
+    _violations: list[Violation] = field(default_factory=list)
+
+    def _latch(self, cause: str) -> None:
+        self.latched = True
+        if cause not in self.causes:
+            self.causes.append(cause)
+
+    def on_state(self, now: float, violations: Sequence[Violation]) -> None:
+        """Record a checked joint state received at ``now`` [s] and latch on violations."""
+        self._last_state = now
+        self._violations = list(violations)
+        for violation in violations:
+            self._latch(str(violation))
+
+    def on_wrench(self, now: float) -> None:
+        """Record that an F/T reading arrived at ``now`` [s]."""
+        self._last_wrench = now
+
+    def estop(self, reason: str = "e-stop requested") -> None:
+        """Latch a stop now."""
+        self._latch(reason)
+
+    def _missing_signals(self, now: float) -> list[str]:
+        missing = []
+        for name, stamp in (("joint_states", self._last_state), ("ft_sensor/wrench", self._last_wrench)):
+            if stamp is None:
+                missing.append(f"no {name} received yet")
+            elif now - stamp > self.state_timeout:
+                missing.append(f"{name} stale ({(now - stamp) * 1e3:.0f} ms old)")
+        return missing
+
+    def update(self, now: float) -> None:
+        """Latch a stop when a signal that had been flowing goes stale at ``now`` [s]."""
+        for stamp, name in ((self._last_state, "joint_states"), (self._last_wrench, "ft_sensor/wrench")):
+            if stamp is not None and now - stamp > self.state_timeout:
+                self._latch(f"{name} stopped arriving")
+
+    def motion_permitted(self, now: float) -> bool:
+        """Return True when every guard agrees that the arm may move at ``now`` [s]."""
+        return not self.latched and not self._violations and not self._missing_signals(now)
+
+    def reset(self, now: float) -> tuple[bool, str]:
+        """Clear the latch if its cause is gone; return ``(cleared, explanation)``."""
+        blocking = [str(v) for v in self._violations] + self._missing_signals(now)
+        if blocking:
+            return False, "stop not cleared, cause still present: " + "; ".join(blocking)
+        previous = "; ".join(self.causes) or "nothing latched"
+        self.latched = False
+        self.causes = []
+        return True, f"stop cleared (was: {previous})"
+
+    def describe(self, now: float) -> str:
+        """Return one sentence on why motion is or is not permitted at ``now`` [s]."""
+        if self.latched:
+            return "stop latched: " + "; ".join(self.causes)
+        reasons = [str(v) for v in self._violations] + self._missing_signals(now)
+        return "waiting: " + "; ".join(reasons) if reasons else "motion permitted"

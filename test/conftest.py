@@ -1,0 +1,156 @@
+"""Shared fixtures: DDS kept on localhost, one ROS domain per test, real node processes."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from rehab_robot.ros_env import localhost_env
+
+# DDS discovery never leaves this machine, for this process and every child.
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
+
+REPO = Path(__file__).resolve().parent.parent
+_domains = itertools.count()
+
+
+def next_domain_id() -> int:
+    """Return a ROS_DOMAIN_ID for one test: distinct within this run, spread across runs by pid."""
+    return 11 + (os.getpid() * 7 + next(_domains)) % 90
+
+
+@pytest.fixture
+def domain_id() -> int:
+    """A ROS domain of this test's own."""
+    return next_domain_id()
+
+
+class NodeProcess:
+    """A rehab_robot node running as its own process, its output kept for failure messages."""
+
+    def __init__(self, module: str, name: str, parameters: dict, domain: int, log_dir: Path):
+        args = [sys.executable, "-m", module, "--ros-args", "-r", f"__node:={name}"]
+        for key, value in parameters.items():
+            if isinstance(value, bool):
+                value = "true" if value else "false"
+            args += ["-p", f"{key}:={value}"]
+        self.name = name
+        self.log_path = log_dir / f"{name}.log"
+        self._log = open(self.log_path, "w")
+        self.process = subprocess.Popen(
+            args, env=localhost_env(domain), stdout=self._log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def output(self) -> str:
+        """Everything the node printed so far."""
+        self._log.flush()
+        return self.log_path.read_text()
+
+    def signal(self, signum: int) -> None:
+        """Send ``signum`` to the node."""
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signum)
+
+    def stop(self, timeout: float = 5.0) -> int:
+        """SIGINT, then SIGKILL after ``timeout`` [s]; return the exit status."""
+        self.signal(signal.SIGINT)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self._log.close()
+        return self.process.returncode
+
+
+@pytest.fixture
+def start_node(tmp_path, domain_id):
+    """Start node processes in this test's domain; every one is stopped at teardown."""
+    started: list[NodeProcess] = []
+
+    def start(module: str, name: str, **parameters) -> NodeProcess:
+        node = NodeProcess(f"rehab_robot.nodes.{module}", name, parameters, domain_id, tmp_path)
+        started.append(node)
+        return node
+
+    yield start
+    for node in reversed(started):
+        node.stop()
+
+
+@pytest.fixture
+def ros_client(domain_id):
+    """An rclpy node in this test's domain, spun in a background thread."""
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.executors import SingleThreadedExecutor
+
+    context = Context()
+    rclpy.init(context=context, domain_id=domain_id)
+    node = rclpy.create_node("test_client", context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    thread = threading.Thread(target=executor.spin, daemon=True)
+    thread.start()
+    yield node
+    executor.shutdown()
+    node.destroy_node()
+    rclpy.shutdown(context=context)
+    thread.join(timeout=2)
+
+
+def wait_for(predicate, timeout: float, what: str, nodes=()) -> None:
+    """Poll ``predicate`` until it is true; fail naming ``what`` (with node output) after ``timeout`` [s]."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        for node in nodes:
+            if node.process.poll() is not None:
+                pytest.fail(f"{node.name} exited ({node.process.returncode}) while waiting for {what}:\n{node.output()}")
+        time.sleep(0.02)
+    logs = "\n".join(f"--- {n.name} ---\n{n.output()[-3000:]}" for n in nodes)
+    pytest.fail(f"timed out after {timeout} s waiting for {what}\n{logs}")
+
+
+_clients: dict = {}
+
+
+def trigger_client(node, service: str, timeout: float = 10.0):
+    """Return a ready std_srvs/Trigger client of ``service``, created once per node.
+
+    Create clients early: a service answers only once discovery has matched both
+    directions, which can lag behind ``wait_for_service``.
+    """
+    from std_srvs.srv import Trigger
+
+    key = (id(node), service)
+    if key not in _clients:
+        client = node.create_client(Trigger, service)
+        assert client.wait_for_service(timeout_sec=timeout), (
+            f"service {service} not available; services seen: {node.get_service_names_and_types()}"
+        )
+        _clients[key] = client
+    return _clients[key]
+
+
+def call_trigger(node, service: str, timeout: float = 5.0):
+    """Call a std_srvs/Trigger service and return its response."""
+    from std_srvs.srv import Trigger
+
+    future = trigger_client(node, service).call_async(Trigger.Request())
+    deadline = time.monotonic() + timeout
+    while not future.done() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert future.done(), f"service {service} did not answer within {timeout} s"
+    return future.result()

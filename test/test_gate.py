@@ -1,0 +1,105 @@
+"""Unit tests of the driver's motion gate (rehab_robot.safety.gate)."""
+
+import numpy as np
+import pytest
+
+from rehab_robot.hardware.interface import JointCommand
+from rehab_robot.safety.gate import HeartbeatMonitor, MotionGate
+
+HERE = np.array([0.1, 0.2, 0.0, 0.5])
+
+
+def command(position=HERE):
+    return JointCommand(np.array(position, float), np.zeros(4), np.zeros(4))
+
+
+def open_gate(now=0.0):
+    gate = MotionGate(heartbeat_timeout=0.05, command_timeout=0.1, resume_tolerance=0.05)
+    gate.on_heartbeat(now, True)
+    gate.on_command(now, command())
+    return gate
+
+
+def test_gate_opens_only_with_fresh_heartbeat_and_command():
+    """With a permitting heartbeat and a matching command the gate opens."""
+    decision = open_gate().decide(0.01, HERE)
+    assert decision.move and decision.command is not None
+
+
+def test_gate_closed_without_heartbeat():
+    """No heartbeat yet means hold."""
+    gate = MotionGate()
+    gate.on_command(0.0, command())
+    decision = gate.decide(0.0, HERE)
+    assert not decision.move and "heartbeat" in decision.reason
+
+
+def test_gate_closes_when_heartbeat_goes_stale():
+    """A heartbeat older than the timeout closes the gate (supervisor died)."""
+    gate = open_gate()
+    assert gate.decide(0.04, HERE).move
+    gate.on_command(0.06, command())
+    decision = gate.decide(0.06, HERE)
+    assert not decision.move and "heartbeat lost" in decision.reason
+
+
+def test_gate_closes_on_supervisor_stop():
+    """A heartbeat saying 'not permitted' closes the gate."""
+    gate = open_gate()
+    gate.on_heartbeat(0.01, False)
+    assert gate.decide(0.01, HERE).reason == "safety supervisor stop"
+
+
+def test_gate_closes_when_commands_stop():
+    """Commands older than the timeout close the gate (controller died)."""
+    gate = open_gate()
+    gate.on_heartbeat(0.2, True)
+    decision = gate.decide(0.2, HERE)
+    assert not decision.move and "commands lost" in decision.reason
+
+
+def test_gate_waits_for_a_matching_command_after_hold():
+    """Leaving hold needs a command near the arm's position: no jump on resume."""
+    gate = MotionGate(resume_tolerance=0.05)
+    gate.on_heartbeat(0.0, True)
+    gate.on_command(0.0, command(HERE + [0.0, 0.0, 0.0, 0.3]))
+    decision = gate.decide(0.0, HERE)
+    assert not decision.move and "away from the arm" in decision.reason
+    gate.on_command(0.01, command(HERE + 0.01))
+    assert gate.decide(0.01, HERE).move
+
+
+def test_engaged_gate_follows_commands_that_move_away():
+    """Once engaged, commands are followed even as they lead the arm (tracking)."""
+    gate = open_gate()
+    assert gate.decide(0.0, HERE).move
+    gate.on_command(0.01, command(HERE + 0.2))
+    assert gate.decide(0.01, HERE).move
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_command_is_refused(bad):
+    """A command with NaN/inf is refused and never reaches the drives."""
+    gate = open_gate()
+    with pytest.raises(ValueError):
+        gate.on_command(0.01, command(HERE + bad))
+    assert np.all(np.isfinite(gate.decide(0.01, HERE).command.position))
+
+
+def test_heartbeat_monitor_reasons():
+    """The heartbeat monitor names why motion is not permitted."""
+    monitor = HeartbeatMonitor(timeout=0.05)
+    assert monitor.closed_reason(0.0) == "no safety heartbeat yet"
+    monitor.on_heartbeat(0.0, True)
+    assert monitor.permits(0.05)
+    assert "lost" in monitor.closed_reason(0.051)
+
+
+def test_open_gate_carries_the_setpoint_along_its_velocity():
+    """Between commands the position setpoint moves on with the commanded velocity."""
+    gate = MotionGate()
+    gate.on_heartbeat(0.0, True)
+    gate.on_command(0.0, JointCommand(HERE.copy(), np.array([0.0, 0.0, 0.0, 1.0]), np.zeros(4)))
+    decision = gate.decide(0.02, HERE)
+    assert decision.move
+    np.testing.assert_allclose(decision.command.position, HERE + [0.0, 0.0, 0.0, 0.02])

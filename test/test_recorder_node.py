@@ -1,0 +1,254 @@
+"""Integration tests of the session_recorder node: a real process, real DDS on localhost.
+
+The test process publishes JointState at 500 Hz plus WrenchStamped and Bool; the
+recorder runs as ``python -m rehab_robot.nodes.recorder_node`` in a namespace, so
+the bag must hold the fully resolved topic names.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import WrenchStamped
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.serialization import deserialize_message
+from rosbags.highlevel import AnyReader
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Bool
+
+from rehab_robot.recording import repair_bag
+from rehab_robot.recording.bag import typestore
+from rehab_robot.ros_env import localhost_env
+
+pytestmark = pytest.mark.integration
+
+JOINTS = ["shoulder_flexion", "shoulder_abduction", "shoulder_rotation", "elbow_flexion"]
+RATE = 500.0  # joint_states [Hz]
+TOPICS = {  # relative name -> (type name, class)
+    "joint_states": ("sensor_msgs/msg/JointState", JointState),
+    "ft_sensor/wrench": ("geometry_msgs/msg/WrenchStamped", WrenchStamped),
+    "safety/heartbeat": ("std_msgs/msg/Bool", Bool),
+}
+
+
+@pytest.fixture
+def ros(request):
+    """An rclpy context and node of the test process on a localhost-only domain of its own."""
+    domain = request.param
+    saved = dict(os.environ)
+    os.environ.update(localhost_env(domain))  # before rclpy.init: rmw reads it there
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=domain)
+    node = rclpy.create_node("recorder_test_publisher", context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    try:
+        yield domain, node, executor
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def start_recorder(domain: int, bag: Path, namespace: str) -> subprocess.Popen:
+    names = list(TOPICS)
+    types = [TOPICS[n][0] for n in names]
+    cmd = [
+        sys.executable, "-m", "rehab_robot.nodes.recorder_node", "--ros-args",
+        "-r", f"__ns:={namespace}",
+        "-p", f"bag_path:={bag}",
+        "-p", f"topics:=[{','.join(names)}]",
+        "-p", f"types:=[{','.join(types)}]",
+    ]
+    return subprocess.Popen(cmd, env=localhost_env(domain), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def publishers(node, namespace: str) -> dict:
+    qos = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST,
+                     depth=1000, durability=DurabilityPolicy.VOLATILE)
+    return {name: node.create_publisher(cls, f"{namespace}/{name}", qos)
+            for name, (_, cls) in TOPICS.items()}
+
+
+def wait_for_recorder(pubs: dict, proc: subprocess.Popen, timeout: float = 15.0) -> None:
+    """Poll until the recorder subscribes to every topic (discovery), or fail."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stdout.read()
+        if all(p.get_subscription_count() >= 1 for p in pubs.values()):
+            return
+        time.sleep(0.02)
+    pytest.fail("the recorder did not subscribe within 15 s")
+
+
+def publish(pubs: dict, duration: float, stop: threading.Event | None = None) -> int:
+    """Publish for ``duration`` [s] or until ``stop`` is set; return the ticks sent.
+
+    Per tick: joint_states (500 Hz) with ``position[0]`` = sequence number, wrench every
+    5th tick with ``force.x`` = sequence, heartbeat every 10th.
+    """
+    period = 1.0 / RATE
+    start = time.perf_counter()
+    seq = 0
+    while seq < int(duration * RATE) and not (stop is not None and stop.is_set()):
+        js = JointState(name=list(JOINTS), position=[float(seq), 0.0, 0.0, 0.0],
+                        velocity=[0.0] * 4, effort=[0.0] * 4)
+        js.header.frame_id = str(seq)
+        pubs["joint_states"].publish(js)
+        if seq % 5 == 0:
+            w = WrenchStamped()
+            w.wrench.force.x = float(seq)
+            pubs["ft_sensor/wrench"].publish(w)
+        if seq % 10 == 0:
+            pubs["safety/heartbeat"].publish(Bool(data=seq % 20 == 0))
+        seq += 1
+        # Pace the publication; this sleep is the data rate, not a synchronisation.
+        delay = start + seq * period - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+    return seq
+
+
+def messages_sent(ticks: int) -> int:
+    """Messages on all topics for ``ticks`` ticks of :func:`publish`."""
+    return ticks + (ticks + 4) // 5 + (ticks + 9) // 10
+
+
+class RecorderStatus:
+    """The message counts the recorder reports on /diagnostics (1 Hz), as they arrive."""
+
+    def __init__(self, node) -> None:
+        self.reports: list[int] = []
+        node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            if status.name.endswith("session_recorder"):
+                values = {kv.key: kv.value for kv in status.values}
+                self.reports.append(int(values["messages"]))
+
+    def wait(self, executor, until, timeout: float) -> bool:
+        """Spin until ``until(reports)`` is true; False on timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if until(self.reports):
+                return True
+            executor.spin_once(timeout_sec=0.05)
+        return until(self.reports)
+
+
+def read(bag: Path, namespace: str) -> dict[str, list]:
+    """Return ``{relative topic: [(timestamp_ns, message), ...]}`` read with rosbags AnyReader."""
+    out = {name: [] for name in TOPICS}
+    with AnyReader([bag], default_typestore=typestore()) as reader:
+        assert {c.topic for c in reader.connections} == {f"{namespace}/{n}" for n in TOPICS}
+        for connection, timestamp, raw in reader.messages():
+            name = connection.topic[len(namespace) + 1:]
+            assert connection.msgtype == TOPICS[name][0]
+            out[name].append((timestamp, deserialize_message(bytes(raw), TOPICS[name][1])))
+    return out
+
+
+def sequence(messages: dict) -> list[int]:
+    return [int(m.position[0]) for _, m in messages["joint_states"]]
+
+
+def check_contents(messages: dict, sent: int) -> None:
+    """Joint states form one gap-free run in publication order; the others match it."""
+    seqs = sequence(messages)
+    assert seqs, "no joint_states recorded"
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "gap or reordering in joint_states"
+    for _, msg in messages["joint_states"]:
+        assert list(msg.name) == JOINTS and msg.header.frame_id == str(int(msg.position[0]))
+    stamps = [t for t, _ in messages["joint_states"]]
+    assert stamps == sorted(stamps)  # receive time, in arrival order
+    first = seqs[0]
+    wrench = [int(m.wrench.force.x) for _, m in messages["ft_sensor/wrench"]]
+    assert wrench == [s for s in range(sent) if s % 5 == 0 and s >= first][: len(wrench)]
+    beats = [m.data for _, m in messages["safety/heartbeat"]]
+    assert beats == [s % 20 == 0 for s in range(sent) if s % 10 == 0 and s >= first][: len(beats)]
+
+
+@pytest.mark.parametrize("ros", [43], indirect=True)
+def test_sigint_closes_a_complete_bag(ros, tmp_path):
+    domain, node, executor = ros
+    bag = tmp_path / "session" / "bag"
+    status = RecorderStatus(node)
+    proc = start_recorder(domain, bag, "/rig")
+    try:
+        pubs = publishers(node, "/rig")
+        wait_for_recorder(pubs, proc)
+        sent = publish(pubs, 2.0)
+        # Let DDS deliver everything (a busy machine can delay it), as the recorder reports it.
+        status.wait(executor, lambda r: r and r[-1] >= messages_sent(sent), timeout=10.0)
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, output
+    assert (bag / "metadata.yaml").is_file()
+    messages = read(bag, "/rig")
+    check_contents(messages, sent)
+    seqs = sequence(messages)
+    # Reliable QoS: everything after the first received message is in the bag.
+    assert seqs[-1] == sent - 1, f"recorded up to {seqs[-1]} of {sent - 1}"
+    assert len(seqs) >= sent - RATE * 0.5  # discovery may miss at most the very start
+    wrench = messages["ft_sensor/wrench"]
+    assert int(wrench[-1][1].wrench.force.x) == (sent - 1) // 5 * 5
+    assert not repair_bag(bag).repaired
+
+
+@pytest.mark.parametrize("ros", [44], indirect=True)
+def test_sigkill_loses_at_most_about_one_second(ros, tmp_path):
+    domain, node, executor = ros
+    bag = tmp_path / "bag"
+    status = RecorderStatus(node)
+    proc = start_recorder(domain, bag, "/rig2")
+    stop = threading.Event()
+    sent = []
+    try:
+        pubs = publishers(node, "/rig2")
+        wait_for_recorder(pubs, proc)
+        publisher = threading.Thread(target=lambda: sent.append(publish(pubs, 20.0, stop)))
+        publisher.start()
+        # Kill while recording, right after the third report with data: the report before
+        # it, about 1 s older, says how many messages the bag must hold at least.
+        assert status.wait(executor, lambda r: len([n for n in r if n > 0]) >= 3, timeout=15.0)
+        proc.send_signal(signal.SIGKILL)
+        stop.set()
+        publisher.join()
+        proc.wait(timeout=10)
+    finally:
+        stop.set()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (bag / "metadata.yaml").exists()  # the recorder had no chance to close it
+    must_hold = status.reports[-2]
+
+    report = repair_bag(bag)
+
+    assert report.repaired, str(report)
+    messages = read(bag, "/rig2")
+    check_contents(messages, sent[0])
+    assert report.message_count == sum(len(v) for v in messages.values())
+    print(f"reports {status.reports}, recovered {report.message_count}")
+    assert report.message_count >= must_hold, (
+        f"the recorder had {must_hold} messages 1 s before the kill, the bag holds {report}"
+    )

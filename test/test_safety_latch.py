@@ -1,0 +1,61 @@
+"""Unit tests of the safety supervisor's latch (rehab_robot.safety.supervisor)."""
+
+from rehab_robot.safety.rules import Violation
+from rehab_robot.safety.supervisor import SafetyLatch
+
+VIOLATION = Violation("position", "elbow_flexion", 2.5, 2.4, "rad")
+
+
+def fresh_latch(now=0.0):
+    latch = SafetyLatch(state_timeout=0.1)
+    latch.on_wrench(now)
+    latch.on_state(now, [])
+    return latch
+
+
+def test_no_motion_before_signals_arrive():
+    """Without joint states and F/T readings, motion is not permitted (missing signal = stop)."""
+    latch = SafetyLatch()
+    assert not latch.motion_permitted(0.0)
+    latch.on_state(0.0, [])
+    assert not latch.motion_permitted(0.0)
+    assert "ft_sensor/wrench" in latch.describe(0.0)
+
+
+def test_fresh_safe_state_permits_motion():
+    """Fresh, safe state and no latch: motion permitted."""
+    assert fresh_latch().motion_permitted(0.05)
+
+
+def test_violation_latches_until_reset_after_cause_is_gone():
+    """A violation latches; reset fails while it persists and succeeds once it is gone."""
+    latch = fresh_latch()
+    latch.on_state(0.01, [VIOLATION])
+    assert latch.latched and not latch.motion_permitted(0.01)
+    ok, message = latch.reset(0.02)
+    assert not ok and "elbow_flexion" in message
+    latch.on_state(0.03, [])
+    latch.on_wrench(0.03)
+    assert not latch.motion_permitted(0.03), "the latch holds even after the cause is gone"
+    ok, message = latch.reset(0.04)
+    assert ok and "elbow_flexion" in message
+    assert latch.motion_permitted(0.04)
+
+
+def test_estop_latches_and_reset_clears():
+    """An e-stop latches regardless of state, and reset clears it when the state is fine."""
+    latch = fresh_latch()
+    latch.estop()
+    assert not latch.motion_permitted(0.01)
+    assert "e-stop" in latch.describe(0.01)
+    assert latch.reset(0.02)[0]
+    assert latch.motion_permitted(0.02)
+
+
+def test_stale_state_latches():
+    """If joint states stop arriving, a stop latches, and reset is refused while they are missing."""
+    latch = fresh_latch()
+    latch.update(0.2)
+    assert latch.latched and "joint_states" in latch.describe(0.2)
+    ok, message = latch.reset(0.2)
+    assert not ok and "stale" in message
