@@ -30,7 +30,7 @@ $(STAMP): requirements/common.txt requirements/$(ROS_DISTRO).txt setup.py
 	@touch $@
 
 demo: $(STAMP)
-	$(VENV)/bin/rehab-robot demo
+	$(VPY) -m rehab_robot.launcher demo
 
 test: $(STAMP)
 	$(VPY) -m pytest $(PYTEST_ARGS)

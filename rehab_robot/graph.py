@@ -11,6 +11,7 @@ Parameter values are literals, :class:`Arg` (the value of a launch argument) or
 from __future__ import annotations
 
 import datetime
+import functools
 import math
 import os.path
 from dataclasses import dataclass, field
@@ -80,8 +81,12 @@ class TopicSpec:
     description: str
 
 
-def new_session_id() -> str:
-    """Return a fresh session id, the local start time: ``YYYYmmdd-HHMMSS``."""
+@functools.lru_cache(maxsize=1)
+def default_session_id() -> str:
+    """Return this process's default session id, its start time: ``YYYYmmdd-HHMMSS``.
+
+    Computed once, so every node resolved by one starter lands in the same folder.
+    """
     return datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
 
 
@@ -94,7 +99,7 @@ def launch_arguments() -> list[LaunchArgument]:
         LaunchArgument("protocol", str(resources.example_protocol()), "exercise protocol YAML file"),
         LaunchArgument("robot_description", str(resources.default_urdf()), "URDF file of the arm"),
         LaunchArgument("output_dir", "sessions", "directory that receives one folder per session"),
-        LaunchArgument("session_id", new_session_id(), "name of this session's folder"),
+        LaunchArgument("session_id", default_session_id(), "name of this session's folder"),
         LaunchArgument("autostart", "true", "start the exercise as soon as the arm is ready", bool),
         LaunchArgument("exit_when_done", "true", "shut the graph down when the session ends", bool),
         LaunchArgument("pause_timeout", "300.0", "abort a session paused longer than this [s]", float),

@@ -539,8 +539,7 @@ def plan_session(user_arguments: Mapping[str, str]) -> SessionPlan:
         RehabRobotError: for any invalid argument, file or backend.
     """
     declared = {a.name: a for a in graph.launch_arguments()}
-    # Pin every default once: launch_arguments() draws a new session_id per call, and
-    # every node must see the same one.
+    # Pin every default once, so that every node sees the same values.
     texts = {name: a.default for name, a in declared.items()}
     texts.update(user_arguments)
     parameters = {spec.name: graph.node_parameters(spec, texts) for spec in graph.nodes()}

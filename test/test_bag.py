@@ -365,12 +365,15 @@ def test_sigkill_of_a_writing_process_loses_at_most_the_flush_period(tmp_path):
 @pytest.mark.parametrize(
     "topics, match",
     [
-        ([("/a", "sensor_msgs/msg/NoSuchThing")], r"unknown message type 'sensor_msgs/msg/NoSuchThing'.*package/msg/Name"),
-        ([("/a", "sensor_msgs/JointState")], r"unknown message type 'sensor_msgs/JointState'.*package/msg/Name"),
+        ([("/a", "sensor_msgs/msg/NoSuchThing")],
+         r"unknown message type 'sensor_msgs/msg/NoSuchThing'.*package/msg/Name"),
+        ([("/a", "sensor_msgs/JointState")],
+         r"unknown message type 'sensor_msgs/JointState'.*package/msg/Name"),
         ([("joint_states", "sensor_msgs/msg/JointState")], r"'joint_states'.*fully qualified"),
         ([("/a", "std_msgs/msg/Bool"), ("/a", "std_msgs/msg/Bool")], r"'/a' is listed twice"),
         ([], r"at least one"),
     ],
+    ids=["unknown-type", "short-type-name", "relative-topic", "duplicate-topic", "no-topics"],
 )
 def test_bad_topics_are_config_errors(tmp_path, topics, match):
     with pytest.raises(ConfigError, match=match):

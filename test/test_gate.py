@@ -53,7 +53,8 @@ def test_gate_closes_on_supervisor_stop():
 def test_gate_closes_when_commands_stop():
     """Commands older than the timeout close the gate (controller died)."""
     gate = open_gate()
-    gate.on_heartbeat(0.2, True)
+    for i in range(1, 21):
+        gate.on_heartbeat(i * 0.01, True)
     decision = gate.decide(0.2, HERE)
     assert not decision.move and "commands lost" in decision.reason
 
@@ -103,3 +104,23 @@ def test_open_gate_carries_the_setpoint_along_its_velocity():
     decision = gate.decide(0.02, HERE)
     assert decision.move
     np.testing.assert_allclose(decision.command.position, HERE + [0.0, 0.0, 0.0, 0.02])
+
+
+def test_heartbeat_gap_between_checks_counts_as_interruption():
+    """A gap longer than the timeout is remembered even if no check fell inside it."""
+    monitor = HeartbeatMonitor(timeout=0.05)
+    monitor.on_heartbeat(0.0, True)
+    monitor.on_heartbeat(0.07, True)
+    assert monitor.permits(0.07)
+    assert monitor.take_interruption()
+    assert not monitor.take_interruption(), "an interruption is reported once"
+
+
+def test_gate_closes_for_an_interruption_it_did_not_see():
+    """The driver holds after a heartbeat gap even if the heartbeat is fresh again at its check."""
+    gate = open_gate()
+    assert gate.decide(0.0, HERE).move
+    gate.on_heartbeat(0.08, True)
+    gate.on_command(0.08, command())
+    assert gate.decide(0.08, HERE).reason == "safety heartbeat interrupted"
+    assert gate.decide(0.081, HERE).move

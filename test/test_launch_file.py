@@ -87,7 +87,7 @@ def stubs(monkeypatch):
     modules = stand_in_modules()
     for name, mod in modules.items():
         monkeypatch.setitem(sys.modules, name, mod)
-    monkeypatch.setattr(graph, "new_session_id", lambda: SESSION_ID)
+    monkeypatch.setattr(graph, "default_session_id", lambda: SESSION_ID)
     return modules
 
 

@@ -8,6 +8,7 @@ the bag must hold the fully resolved topic names.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import rclpy
+import yaml
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import WrenchStamped
 from rclpy.executors import SingleThreadedExecutor
@@ -131,7 +133,8 @@ class RecorderStatus:
     """The message counts the recorder reports on /diagnostics (1 Hz), as they arrive."""
 
     def __init__(self, node) -> None:
-        self.reports: list[int] = []
+        self.reports: list[int] = []  # messages written so far, per report
+        self.received: list[float] = []  # when each report arrived [s, time.monotonic()]
         node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
@@ -139,15 +142,20 @@ class RecorderStatus:
             if status.name.endswith("session_recorder"):
                 values = {kv.key: kv.value for kv in status.values}
                 self.reports.append(int(values["messages"]))
+                self.received.append(time.monotonic())
 
     def wait(self, executor, until, timeout: float) -> bool:
-        """Spin until ``until(reports)`` is true; False on timeout."""
+        """Spin until ``until(self)`` is true; False on timeout."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if until(self.reports):
+            if until(self):
                 return True
             executor.spin_once(timeout_sec=0.05)
-        return until(self.reports)
+        return until(self)
+
+    def count_before(self, moment: float) -> int:
+        """Messages the recorder had written by the last report received before ``moment``."""
+        return max([n for n, t in zip(self.reports, self.received) if t <= moment], default=0)
 
 
 def read(bag: Path, namespace: str) -> dict[str, list]:
@@ -193,7 +201,7 @@ def test_sigint_closes_a_complete_bag(ros, tmp_path):
         wait_for_recorder(pubs, proc)
         sent = publish(pubs, 2.0)
         # Let DDS deliver everything (a busy machine can delay it), as the recorder reports it.
-        status.wait(executor, lambda r: r and r[-1] >= messages_sent(sent), timeout=10.0)
+        status.wait(executor, lambda s: s.reports and s.reports[-1] >= messages_sent(sent), timeout=10.0)
         proc.send_signal(signal.SIGINT)
         output, _ = proc.communicate(timeout=10)
     finally:
@@ -211,6 +219,12 @@ def test_sigint_closes_a_complete_bag(ros, tmp_path):
     wrench = messages["ft_sensor/wrench"]
     assert int(wrench[-1][1].wrench.force.x) == (sent - 1) // 5 * 5
     assert not repair_bag(bag).repaired
+    # The bag's type hashes are those of the installed message packages.
+    info = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    for topic in info["topics_with_message_count"]:
+        meta = topic["topic_metadata"]
+        (endpoint,) = node.get_publishers_info_by_topic(meta["name"])
+        assert meta["type_description_hash"] == str(endpoint.topic_type_hash)
 
 
 @pytest.mark.parametrize("ros", [44], indirect=True)
@@ -226,9 +240,12 @@ def test_sigkill_loses_at_most_about_one_second(ros, tmp_path):
         wait_for_recorder(pubs, proc)
         publisher = threading.Thread(target=lambda: sent.append(publish(pubs, 20.0, stop)))
         publisher.start()
-        # Kill while recording, right after the third report with data: the report before
-        # it, about 1 s older, says how many messages the bag must hold at least.
-        assert status.wait(executor, lambda r: len([n for n in r if n > 0]) >= 3, timeout=15.0)
+        # Kill while recording, once a report with data is over 1 s old: what the recorder
+        # had written by then must be in the bag.
+        assert status.wait(
+            executor, lambda s: s.count_before(time.monotonic() - 1.2) > 0, timeout=15.0
+        )
+        killed_at = time.monotonic()
         proc.send_signal(signal.SIGKILL)
         stop.set()
         publisher.join()
@@ -240,7 +257,7 @@ def test_sigkill_loses_at_most_about_one_second(ros, tmp_path):
             proc.wait()
     assert proc.returncode == -signal.SIGKILL
     assert not (bag / "metadata.yaml").exists()  # the recorder had no chance to close it
-    must_hold = status.reports[-2]
+    must_hold = status.count_before(killed_at - 1.0)
 
     report = repair_bag(bag)
 
@@ -248,7 +265,37 @@ def test_sigkill_loses_at_most_about_one_second(ros, tmp_path):
     messages = read(bag, "/rig2")
     check_contents(messages, sent[0])
     assert report.message_count == sum(len(v) for v in messages.values())
-    print(f"reports {status.reports}, recovered {report.message_count}")
     assert report.message_count >= must_hold, (
-        f"the recorder had {must_hold} messages 1 s before the kill, the bag holds {report}"
+        f"the recorder reported {status.reports} (1 Hz); the bag holds {report}"
     )
+
+
+@pytest.mark.parametrize(
+    "extra, existing, match",
+    [
+        (["-p", "types:=[std_msgs/msg/Bool]"], False,
+         r"'topics' \(7 entries\) and 'types' \(1 entries\) differ"),
+        (["-p", "topics:=[a]", "-p", "types:=[nope_msgs/msg/Nope]"], False,
+         r"parameter 'types': message type 'nope_msgs/msg/Nope': not installed"),
+        (["-p", "topics:=[a]", "-p", "types:=[std_msgs/Bool]"], False,
+         r"'std_msgs/Bool': allowed: package/msg/Name"),
+        ([], True, r"not empty.*allowed: a new path or an empty directory"),
+    ],
+    ids=["length-mismatch", "type-not-installed", "short-type-name", "non-empty-bag-dir"],
+)
+def test_bad_parameters_exit_2_with_one_line(tmp_path, extra, existing, match):
+    bag = tmp_path / "bag"
+    if existing:
+        bag.mkdir()
+        (bag / "bag.mcap").write_bytes(b"earlier session")
+    proc = subprocess.run(
+        [sys.executable, "-m", "rehab_robot.nodes.recorder_node", "--ros-args",
+         "-p", f"bag_path:={bag}", *extra],
+        env=localhost_env(45), capture_output=True, text=True, timeout=30,
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert re.search(match, lines[0]), lines[0]
+    if existing:
+        assert (bag / "bag.mcap").read_bytes() == b"earlier session"

@@ -228,7 +228,7 @@ class SimulatedArm(HardwareInterface):
     def write(self, command: JointCommand) -> None:
         """Set the drive setpoint (position [rad], velocity [rad/s], effort [N·m]).
 
-        Ignored while disabled.
+        Ignored while disabled. Positions are clamped to the URDF joint limits.
 
         Raises:
             ValueError: if a field has the wrong length or holds NaN/inf.
@@ -247,7 +247,8 @@ class SimulatedArm(HardwareInterface):
         with self._lock:
             if not self._enabled:
                 return
-            np.copyto(self._cmd_q, fields[0])
+            # Like a real drive's software position limits: never servo past the URDF limits.
+            np.clip(fields[0], self._lower, self._upper, out=self._cmd_q)
             np.copyto(self._cmd_v, fields[1])
             np.copyto(self._cmd_tau, fields[2])
             self._tracking = True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import signal
 import sys
 from dataclasses import dataclass
@@ -136,6 +137,18 @@ class GracefulNode(Node):
     def finished(self) -> bool:
         """Return True when the node wants to exit on its own (default: never)."""
         return False
+
+
+def raise_priority(node: Node, niceness: int = -10) -> None:
+    """Ask the OS to schedule this safety-critical process ahead of others (best effort).
+
+    Heartbeats and the driver loop must not wait behind bulk work such as recording or
+    analysis. Without the privilege the node runs at normal priority and says so.
+    """
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, niceness)
+    except (PermissionError, OSError) as exc:
+        node.get_logger().warning(f"running at normal priority (could not set nice {niceness}: {exc})")
 
 
 def make_executor():

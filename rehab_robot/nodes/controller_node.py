@@ -138,7 +138,8 @@ class MotionControllerNode(GracefulNode):
         now = time.monotonic()
         n = len(self.joint_names)
         velocity, acceleration = np.zeros(n), np.zeros(n)
-        if self.setpoint is None or not self.heartbeat.permits(now):
+        interrupted = self.heartbeat.take_interruption()
+        if self.setpoint is None or interrupted or not self.heartbeat.permits(now):
             # Follow the arm while motion is not permitted: no stale plan survives a stop.
             self.trajectory = None
             self.setpoint = self.measured.copy()

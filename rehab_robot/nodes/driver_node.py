@@ -23,7 +23,7 @@ from rehab_robot.errors import ConfigError
 from rehab_robot.hardware.interface import JointCommand
 from rehab_robot.hardware.registry import backend_class
 from rehab_robot.nodes.common import (
-    OK, WARN, DiagnosticsPublisher, GracefulNode, ParamSpec, declare_parameters, non_empty, run,
+    OK, WARN, DiagnosticsPublisher, GracefulNode, ParamSpec, declare_parameters, raise_priority, non_empty, run,
 )
 from rehab_robot.nodes.conversions import joint_arrays, joint_state_msg
 from rehab_robot.safety.gate import MotionGate
@@ -74,6 +74,7 @@ class HardwareDriverNode(GracefulNode):
     def __init__(self) -> None:
         super().__init__(self.node_name)
         p = declare_parameters(self, PARAMETERS)
+        raise_priority(self)
         cls = backend_class(p["hardware"])
         try:
             self.hardware = cls(**backend_options(p["hardware_options"], cls, p["robot_description"]))

@@ -19,7 +19,6 @@ import time
 from functools import partial
 from typing import Any
 
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from rehab_robot import graph
@@ -94,13 +93,15 @@ def message_class(type_name: str) -> type:
 class RecorderNode(GracefulNode):
     """Subscribes raw to each topic and appends the bytes to a :class:`BagRecorder`."""
 
+    node_name = "session_recorder"
+
     def __init__(self) -> None:
-        super().__init__("session_recorder")
+        super().__init__(self.node_name)
         params = declare_parameters(self, PARAMETERS)
         topics, types = params["topics"], params["types"]
         if len(topics) != len(types):
             raise ConfigError(
-                f"{self.get_name()}: parameters 'topics' ({len(topics)} entries) and 'types' "
+                f"parameters 'topics' ({len(topics)} entries) and 'types' "
                 f"({len(types)} entries) differ in length; allowed: one type per topic"
             )
         resolved = []
@@ -109,13 +110,13 @@ class RecorderNode(GracefulNode):
                 resolved.append(self.resolve_topic_name(topic))
             except Exception as exc:  # rclpy raises several types for an invalid name
                 raise ConfigError(
-                    f"{self.get_name()}: parameter 'topics': {topic!r} is not a valid topic name "
+                    f"parameter 'topics': {topic!r} is not a valid topic name "
                     f"({exc}); allowed: ROS 2 topic names such as 'joint_states'"
                 ) from None
         try:
             classes = [message_class(t) for t in types]
         except ConfigError as exc:
-            raise ConfigError(f"{self.get_name()}: parameter 'types': {exc}") from None
+            raise ConfigError(f"parameter 'types': {exc}") from None
         self._error = ""
         qos = QoSProfile(
             reliability=ReliabilityPolicy.RELIABLE,
@@ -128,10 +129,7 @@ class RecorderNode(GracefulNode):
         self.create_timer(FLUSH_CHECK_PERIOD, self._flush)
         self._diagnostics = DiagnosticsPublisher(self, self._report)
         # Last, so that nothing can fail after the bag exists (callbacks run only once spinning).
-        try:
-            self._bag = BagRecorder(params["bag_path"], list(zip(resolved, types)))
-        except ConfigError as exc:
-            raise ConfigError(f"{self.get_name()}: {exc}") from None
+        self._bag = BagRecorder(params["bag_path"], list(zip(resolved, types)))
         self.get_logger().info(f"recording {len(resolved)} topics to {self._bag.path}")
 
     def _on_message(self, topic: str, data: bytes) -> None:
@@ -162,8 +160,11 @@ class RecorderNode(GracefulNode):
             return ERROR, self._error, values
         return OK, f"recording {values['messages']} messages", values
 
-    def on_shutdown_request(self, executor: SingleThreadedExecutor) -> None:
-        """Take the messages still in flight, then close the bag (summary and metadata.yaml)."""
+    def on_shutdown_request(self, executor: Any) -> None:
+        """Take the messages still in flight, then close the bag (summary and metadata.yaml).
+
+        ``executor`` is the one :func:`run` spins (EventsExecutor or SingleThreadedExecutor).
+        """
         start = last_change = time.monotonic()
         last = self._bag.message_count
         while not self._error and time.monotonic() - start < DRAIN_TIMEOUT:

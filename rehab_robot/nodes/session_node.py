@@ -145,7 +145,8 @@ class SessionManagerNode(GracefulNode):
     def tick(self) -> None:
         """Advance the session, send motions, publish status, finish when done."""
         now = time.monotonic()
-        permitted = self.heartbeat.permits(now)
+        # An interruption between two ticks also stopped the drives and the controller.
+        permitted = not self.heartbeat.take_interruption() and self.heartbeat.permits(now)
         if self.runner.state is SessionState.IDLE and self.autostart:
             if self.position is not None and permitted:
                 self.on_start(None, Trigger.Response())

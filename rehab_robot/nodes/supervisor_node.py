@@ -18,7 +18,7 @@ from std_srvs.srv import Trigger
 
 from rehab_robot.model import ArmModel
 from rehab_robot.nodes.common import (
-    ERROR, OK, WARN, DiagnosticsPublisher, GracefulNode, ParamSpec, declare_parameters, positive, run,
+    ERROR, OK, WARN, DiagnosticsPublisher, GracefulNode, ParamSpec, declare_parameters, raise_priority, positive, run,
 )
 from rehab_robot.nodes.conversions import joint_arrays
 from rehab_robot.safety.rules import SafetyLimits, check_state
@@ -46,6 +46,7 @@ class SafetySupervisorNode(GracefulNode):
     def __init__(self) -> None:
         super().__init__(self.node_name)
         p = declare_parameters(self, PARAMETERS)
+        raise_priority(self)
         model = ArmModel.from_urdf(p["robot_description"] or None)
         self.joint_names = model.joint_names
         patient_limits = {"max_interaction_force": p["max_interaction_force"]}

@@ -37,6 +37,11 @@ class GateDecision:
 class HeartbeatMonitor:
     """Tracks the safety heartbeat: motion is permitted only while it is fresh and True.
 
+    Besides the current verdict it remembers *interruptions*: a heartbeat saying stop,
+    or a gap between two heartbeats longer than the timeout. Every node that checks the
+    heartbeat at its own rate then agrees that motion was interrupted, even when the gap
+    fell between two of its checks.
+
     Args:
         timeout: Age [s] beyond which the heartbeat counts as lost.
     """
@@ -44,9 +49,12 @@ class HeartbeatMonitor:
     def __init__(self, timeout: float = 0.05) -> None:
         self.timeout = timeout
         self._last: Optional[tuple[float, bool]] = None
+        self._interrupted = False
 
     def on_heartbeat(self, now: float, permitted: bool) -> None:
         """Record a heartbeat received at ``now`` [s]."""
+        if self._last is not None and (now - self._last[0] > self.timeout or not permitted):
+            self._interrupted = True
         self._last = (now, bool(permitted))
 
     def closed_reason(self, now: float) -> str:
@@ -55,6 +63,7 @@ class HeartbeatMonitor:
             return "no safety heartbeat yet"
         stamp, permitted = self._last
         if now - stamp > self.timeout:
+            self._interrupted = True
             return f"safety heartbeat lost ({(now - stamp) * 1e3:.0f} ms old)"
         if not permitted:
             return "safety supervisor stop"
@@ -63,6 +72,11 @@ class HeartbeatMonitor:
     def permits(self, now: float) -> bool:
         """Return True when the heartbeat permits motion at ``now`` [s]."""
         return not self.closed_reason(now)
+
+    def take_interruption(self) -> bool:
+        """Return True if motion was interrupted since the last call, and forget it."""
+        interrupted, self._interrupted = self._interrupted, False
+        return interrupted
 
 
 class MotionGate:
@@ -115,6 +129,8 @@ class MotionGate:
 
     def _closed_reason(self, now: float, measured_position: np.ndarray) -> str:
         reason = self.heartbeat.closed_reason(now)
+        if self.heartbeat.take_interruption() and not reason:
+            reason = "safety heartbeat interrupted"
         if reason:
             return reason
         if self._command is None:
