@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import itertools
 import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from rehab_robot.ros_env import localhost_env
+from rehab_robot.testing import NodeProcess
 
 # DDS discovery never leaves this machine, for this process and every child.
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
@@ -34,52 +31,13 @@ def domain_id() -> int:
     return next_domain_id()
 
 
-class NodeProcess:
-    """A rehab_robot node running as its own process, its output kept for failure messages."""
-
-    def __init__(self, module: str, name: str, parameters: dict, domain: int, log_dir: Path):
-        args = [sys.executable, "-m", module, "--ros-args", "-r", f"__node:={name}"]
-        for key, value in parameters.items():
-            if isinstance(value, bool):
-                value = "true" if value else "false"
-            args += ["-p", f"{key}:={value}"]
-        self.name = name
-        self.log_path = log_dir / f"{name}.log"
-        self._log = open(self.log_path, "w")
-        self.process = subprocess.Popen(
-            args, env=localhost_env(domain), stdout=self._log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def output(self) -> str:
-        """Everything the node printed so far."""
-        self._log.flush()
-        return self.log_path.read_text()
-
-    def signal(self, signum: int) -> None:
-        """Send ``signum`` to the node."""
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signum)
-
-    def stop(self, timeout: float = 5.0) -> int:
-        """SIGINT, then SIGKILL after ``timeout`` [s]; return the exit status."""
-        self.signal(signal.SIGINT)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self._log.close()
-        return self.process.returncode
-
-
 @pytest.fixture
 def start_node(tmp_path, domain_id):
     """Start node processes in this test's domain; every one is stopped at teardown."""
     started: list[NodeProcess] = []
 
     def start(module: str, name: str, **parameters) -> NodeProcess:
-        node = NodeProcess(f"rehab_robot.nodes.{module}", name, parameters, domain_id, tmp_path)
+        node = NodeProcess(module, name, parameters, domain_id, tmp_path)
         started.append(node)
         return node
 

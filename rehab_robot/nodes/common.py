@@ -66,14 +66,14 @@ def declare_parameters(node: Node, specs: Sequence[ParamSpec]) -> dict[str, Any]
             value = node.declare_parameter(spec.name, spec.default, descriptor).value
         except Exception as exc:  # rclpy raises several types for a mistyped override
             raise ConfigError(
-                f"{node.get_name()}: parameter {spec.name!r}: {exc}; expected "
+                f"parameter {spec.name!r}: {exc}; expected "
                 f"{type(spec.default).__name__}{' ' + spec.allowed if spec.allowed else ''}"
             ) from None
         if isinstance(spec.default, float) and isinstance(value, int):
             value = float(value)
         if spec.check is not None and not spec.check(value):
             raise ConfigError(
-                f"{node.get_name()}: parameter {spec.name!r} = {value!r} is not allowed; "
+                f"parameter {spec.name!r} = {value!r} is not allowed; "
                 f"allowed: {spec.allowed or 'see the node documentation'}"
             )
         values[spec.name] = value

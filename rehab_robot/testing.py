@@ -1,0 +1,54 @@
+"""Helpers for tests and benchmarks that run rehab_robot nodes as real processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from rehab_robot.ros_env import localhost_env
+
+
+class NodeProcess:
+    """A rehab_robot node running as its own process, its output kept for failure messages."""
+
+    def __init__(self, module: str, name: str, parameters: dict, domain: int, log_dir: Path):
+        """Start ``rehab_robot.nodes.<module>`` as node ``name`` on ROS domain ``domain``.
+
+        Parameters are given as ``-p name:=value``; the output goes to ``<log_dir>/<name>.log``.
+        """
+        args = [sys.executable, "-m", f"rehab_robot.nodes.{module}", "--ros-args", "-r", f"__node:={name}"]
+        for key, value in parameters.items():
+            if isinstance(value, bool):
+                value = "true" if value else "false"
+            args += ["-p", f"{key}:={value}"]
+        self.name = name
+        self.log_path = log_dir / f"{name}.log"
+        self._log = open(self.log_path, "w")
+        self.process = subprocess.Popen(
+            args, env=localhost_env(domain), stdout=self._log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def output(self) -> str:
+        """Everything the node printed so far."""
+        self._log.flush()
+        return self.log_path.read_text()
+
+    def signal(self, signum: int) -> None:
+        """Send ``signum`` to the node."""
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signum)
+
+    def stop(self, timeout: float = 5.0) -> int:
+        """SIGINT, then SIGKILL after ``timeout`` [s]; return the exit status."""
+        self.signal(signal.SIGINT)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self._log.close()
+        return self.process.returncode
