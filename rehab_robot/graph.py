@@ -74,11 +74,21 @@ class NodeSpec:
 
 @dataclass(frozen=True)
 class TopicSpec:
-    """A topic of the graph, for the recorder and the documentation."""
+    """A topic of the graph, for the nodes' QoS, the recorder and the documentation.
+
+    Attributes:
+        name: Topic name, relative to the node namespace.
+        type: Message type, e.g. ``sensor_msgs/msg/JointState``.
+        description: Content, with units.
+        streaming: High-rate state where only the newest sample matters: published
+            best effort, so a lost sample is a gap, never a stall while the reliable
+            protocol repairs it. The rest is reliable.
+    """
 
     name: str
     type: str
     description: str
+    streaming: bool = False
 
 
 @functools.lru_cache(maxsize=1)
@@ -107,17 +117,17 @@ def launch_arguments() -> list[LaunchArgument]:
     ]
 
 
-#: Topics recorded to the session bag.
+#: Every topic of the graph; all of them are recorded to the session bag.
 RECORDED_TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec("joint_states", "sensor_msgs/msg/JointState",
-              "measured position [rad], velocity [rad/s], effort [N·m]"),
+              "measured position [rad], velocity [rad/s], effort [N·m]", streaming=True),
     TopicSpec("ft_sensor/wrench", "geometry_msgs/msg/WrenchStamped",
-              "force [N] / torque [N·m] applied by the patient at the cuff"),
+              "force [N] / torque [N·m] applied by the patient at the cuff", streaming=True),
     TopicSpec("joint_commands", "sensor_msgs/msg/JointState",
-              "drive setpoints: position [rad], velocity [rad/s], feed-forward effort [N·m]"),
+              "drive setpoints: position [rad], velocity [rad/s], feed-forward effort [N·m]", streaming=True),
     TopicSpec("joint_trajectory", "trajectory_msgs/msg/JointTrajectory",
               "trajectory sent by the session manager to the controller"),
-    TopicSpec("safety/heartbeat", "std_msgs/msg/Bool", "True while motion is permitted"),
+    TopicSpec("safety/heartbeat", "std_msgs/msg/Bool", "True while motion is permitted", streaming=True),
     TopicSpec("session/status", "diagnostic_msgs/msg/DiagnosticStatus", "session state and progress"),
     TopicSpec("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", "health of every node"),
 )
@@ -177,6 +187,7 @@ def nodes() -> list[NodeSpec]:
                 "bag_path": PathJoin((Arg("output_dir"), Arg("session_id"), "bag")),
                 "topics": [t.name for t in RECORDED_TOPICS],
                 "types": [t.type for t in RECORDED_TOPICS],
+                "best_effort_topics": [t.name for t in RECORDED_TOPICS if t.streaming],
             },
             stop_rank=4,
         ),
@@ -232,3 +243,8 @@ def node_parameters(node: NodeSpec, arguments: Mapping[str, str]) -> dict[str, o
         name: convert_argument(arg, arguments.get(name, arg.default)) for name, arg in declared.items()
     }
     return {name: resolve(value, typed) for name, value in node.parameters.items()}
+
+
+def is_streaming(topic: str) -> bool:
+    """Return True if ``topic`` is one of the graph's best-effort streaming topics."""
+    return any(t.name == topic and t.streaming for t in RECORDED_TOPICS)

@@ -667,6 +667,7 @@ def _run_session(plan: SessionPlan, timeout: Optional[float]) -> int:
 
     print(f"{PROG}: {result.message}", flush=True)
     _repair_if_needed(plan, result)
+    _record_node_death(plan, result)
     print(f"{PROG}: report: {plan.report_path.resolve()}"
           f"{'' if plan.report_path.exists() else ' (not written)'}", flush=True)
     if plan.bag_path is not None:
@@ -676,6 +677,22 @@ def _run_session(plan: SessionPlan, timeout: Optional[float]) -> int:
     if report is not None:
         print(format_report_summary(report), flush=True)
     return result.status
+
+
+def _record_node_death(plan: SessionPlan, result: GraphResult) -> None:
+    """Mark the report of a session cut short by a dead node as aborted, naming the node.
+
+    The session manager only saw a shutdown request; the launcher knows why it came.
+    """
+    report = load_report(plan.report_path)
+    if result.reason != "died" or report is None or report.get("ended") == "completed":
+        return
+    from rehab_robot.session.report import write_report
+
+    report["events"] = report.get("events", []) + [{"event": result.message}]
+    report["ended"] = "aborted"
+    report["end_reason"] = result.message
+    write_report(plan.report_path, report)
 
 
 def _repair_if_needed(plan: SessionPlan, result: GraphResult) -> None:

@@ -73,6 +73,9 @@ def start_recorder(domain: int, bag: Path, namespace: str) -> subprocess.Popen:
         "-p", f"bag_path:={bag}",
         "-p", f"topics:=[{','.join(names)}]",
         "-p", f"types:=[{','.join(types)}]",
+        # joint_states stay reliable here so the test can demand every message; the wrench
+        # exercises a best-effort subscription to a reliable publisher.
+        "-p", "best_effort_topics:=[ft_sensor/wrench]",
     ]
     return subprocess.Popen(cmd, env=localhost_env(domain), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
@@ -185,7 +188,10 @@ def check_contents(messages: dict, sent: int) -> None:
     assert stamps == sorted(stamps)  # receive time, in arrival order
     first = seqs[0]
     wrench = [int(m.wrench.force.x) for _, m in messages["ft_sensor/wrench"]]
-    assert wrench == [s for s in range(sent) if s % 5 == 0 and s >= first][: len(wrench)]
+    # Subscribed best effort: in order and from the same stream, but a sample may be missed.
+    expected = [s for s in range(sent) if s % 5 == 0 and s >= first]
+    assert wrench == sorted(set(wrench)) and set(wrench) <= set(expected)
+    assert len(wrench) >= 0.9 * len(expected)
     beats = [m.data for _, m in messages["safety/heartbeat"]]
     assert beats == [s % 20 == 0 for s in range(sent) if s % 10 == 0 and s >= first][: len(beats)]
 

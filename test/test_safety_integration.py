@@ -20,6 +20,7 @@ from std_msgs.msg import Bool
 
 from conftest import call_trigger, trigger_client, wait_for
 from rehab_robot import resources
+from rehab_robot.nodes.common import topic_qos
 
 pytestmark = pytest.mark.integration
 
@@ -49,9 +50,9 @@ class ArmWatcher:
         self.states: list[tuple[float, np.ndarray, np.ndarray]] = []
         self.heartbeat = None
         self.session = {}
-        node.create_subscription(JointState, "joint_states", self.on_state, 50)
-        node.create_subscription(Bool, "safety/heartbeat", self.on_heartbeat, 10)
-        node.create_subscription(DiagnosticStatus, "session/status", self.on_status, 10)
+        node.create_subscription(JointState, "joint_states", self.on_state, topic_qos("joint_states"))
+        node.create_subscription(Bool, "safety/heartbeat", self.on_heartbeat, topic_qos("safety/heartbeat"))
+        node.create_subscription(DiagnosticStatus, "session/status", self.on_status, topic_qos("session/status"))
 
     def on_state(self, msg):
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9

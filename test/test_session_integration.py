@@ -135,5 +135,6 @@ def test_node_death_brings_the_graph_down(tmp_path, domain_id):
     assert "motion_controller" in output and "died" in output, output[-3000:]
     assert "Traceback" not in output
     report = json.loads((session / "report.json").read_text())
-    assert report["ended"] != "completed"
+    assert report["ended"] == "aborted"
+    assert "motion_controller" in report["end_reason"]
     assert report["repetitions_completed"] < 2

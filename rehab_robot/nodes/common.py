@@ -14,14 +14,27 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 
+from rehab_robot import graph
 from rehab_robot.errors import ConfigError, RehabRobotError
 
 OK = DiagnosticStatus.OK
 WARN = DiagnosticStatus.WARN
 ERROR = DiagnosticStatus.ERROR
 STALE = DiagnosticStatus.STALE
+
+
+#: QoS of high-rate state topics (see graph.TopicSpec.streaming): best effort, newest samples.
+STREAMING_QOS = QoSProfile(reliability=ReliabilityPolicy.BEST_EFFORT, history=HistoryPolicy.KEEP_LAST, depth=10)
+#: QoS of event topics (trajectories, status, diagnostics): reliable.
+EVENT_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10)
+
+
+def topic_qos(topic: str) -> QoSProfile:
+    """Return the QoS every publisher and subscriber of graph topic ``topic`` uses."""
+    return STREAMING_QOS if graph.is_streaming(topic) else EVENT_QOS
 
 
 @dataclass(frozen=True)
@@ -102,7 +115,7 @@ class DiagnosticsPublisher:
     ) -> None:
         self._node = node
         self._report = report
-        self._publisher = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._publisher = node.create_publisher(DiagnosticArray, "/diagnostics", EVENT_QOS)
         self._timer = node.create_timer(period, self.publish)
 
     def publish(self) -> None:

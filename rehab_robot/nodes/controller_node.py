@@ -23,7 +23,7 @@ from rehab_robot.control.laws import CommandLimits, feedforward_command, limit_c
 from rehab_robot.control.trajectory import SampledTrajectory
 from rehab_robot.model import ArmModel
 from rehab_robot.nodes.common import (
-    ERROR, OK, WARN, DiagnosticsPublisher, GracefulNode, ParamSpec, declare_parameters, run,
+    ERROR, OK, WARN, DiagnosticsPublisher, GracefulNode, topic_qos, ParamSpec, declare_parameters, run,
 )
 from rehab_robot.nodes.conversions import joint_arrays, joint_state_msg, sampled_trajectory
 from rehab_robot.safety.gate import HeartbeatMonitor
@@ -33,6 +33,8 @@ PARAMETERS = (
     ParamSpec("rate", 100.0, "command rate [Hz]", "20 to 1000 Hz", lambda v: 20.0 <= v <= 1000.0),
     ParamSpec("heartbeat_timeout", 0.05, "age after which the safety heartbeat counts as lost [s]",
               "0.005 to 0.2 s", lambda v: 0.005 <= v <= 0.2),
+    ParamSpec("start_tolerance", 0.05, "largest gap between a trajectory's first point and the setpoint [rad]",
+              "0.001 to 0.5 rad", lambda v: 0.001 <= v <= 0.5),
 )
 
 
@@ -50,6 +52,7 @@ class MotionControllerNode(GracefulNode):
             self.model.lower, self.model.upper, self.model.velocity_limit, self.model.effort_limit
         )
         self.heartbeat = HeartbeatMonitor(p["heartbeat_timeout"])
+        self.start_tolerance = p["start_tolerance"]
         self.measured: Optional[np.ndarray] = None
         self.setpoint: Optional[np.ndarray] = None
         self.trajectory: Optional[SampledTrajectory] = None
@@ -57,10 +60,10 @@ class MotionControllerNode(GracefulNode):
         self.trajectory_start = 0.0
         self.last_error = ""
         self._command = JointState()
-        self.command_pub = self.create_publisher(JointState, "joint_commands", 10)
-        self.create_subscription(JointState, "joint_states", self.on_joint_state, 10)
-        self.create_subscription(JointTrajectory, "joint_trajectory", self.on_trajectory, 10)
-        self.create_subscription(Bool, "safety/heartbeat", self.on_heartbeat, 10)
+        self.command_pub = self.create_publisher(JointState, "joint_commands", topic_qos("joint_commands"))
+        self.create_subscription(JointState, "joint_states", self.on_joint_state, topic_qos("joint_states"))
+        self.create_subscription(JointTrajectory, "joint_trajectory", self.on_trajectory, topic_qos("joint_trajectory"))
+        self.create_subscription(Bool, "safety/heartbeat", self.on_heartbeat, topic_qos("safety/heartbeat"))
         self.create_timer(1.0 / p["rate"], self.cycle)
         self.diagnostics = DiagnosticsPublisher(self, self.report)
 
@@ -120,7 +123,16 @@ class MotionControllerNode(GracefulNode):
                 f"point {point}: {msg.joint_names[j]} velocity {trajectory.velocities[point, j]:.3f} rad/s "
                 f"exceeds {self.limits.velocity[joints][j]:.3f} rad/s"
             )
-        if trajectory.times[0] > 0:
+        if trajectory.times[0] == 0:
+            gap = np.abs(trajectory.positions[0] - self.setpoint[joints])
+            if np.any(gap > self.start_tolerance):
+                j = int(np.argmax(gap))
+                raise ValueError(
+                    f"{msg.joint_names[j]} starts {gap[j]:.3f} rad from the current setpoint "
+                    f"{self.setpoint[joints][j]:.3f} rad (allowed: {self.start_tolerance:.3f} rad); "
+                    "start at the current position or give the first point a time_from_start > 0"
+                )
+        else:
             # Start from where the controller is, as ROS joint trajectory controllers do.
             start = self.setpoint[joints]
             trajectory = SampledTrajectory(

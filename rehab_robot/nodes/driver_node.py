@@ -23,7 +23,7 @@ from rehab_robot.errors import ConfigError
 from rehab_robot.hardware.interface import JointCommand
 from rehab_robot.hardware.registry import backend_class
 from rehab_robot.nodes.common import (
-    OK, WARN, DiagnosticsPublisher, GracefulNode, ParamSpec, declare_parameters, raise_priority, non_empty, run,
+    OK, WARN, DiagnosticsPublisher, GracefulNode, topic_qos, ParamSpec, declare_parameters, raise_priority, non_empty, run,
 )
 from rehab_robot.nodes.conversions import joint_arrays, joint_state_msg
 from rehab_robot.safety.gate import MotionGate
@@ -91,10 +91,10 @@ class HardwareDriverNode(GracefulNode):
         self._joint_state = JointState()
         self._wrench = WrenchStamped()
         self._wrench.header.frame_id = "ft_sensor_link"
-        self.state_pub = self.create_publisher(JointState, "joint_states", 10)
-        self.wrench_pub = self.create_publisher(WrenchStamped, "ft_sensor/wrench", 10)
-        self.create_subscription(JointState, "joint_commands", self.on_command, 10)
-        self.create_subscription(Bool, "safety/heartbeat", self.on_heartbeat, 10)
+        self.state_pub = self.create_publisher(JointState, "joint_states", topic_qos("joint_states"))
+        self.wrench_pub = self.create_publisher(WrenchStamped, "ft_sensor/wrench", topic_qos("ft_sensor/wrench"))
+        self.create_subscription(JointState, "joint_commands", self.on_command, topic_qos("joint_commands"))
+        self.create_subscription(Bool, "safety/heartbeat", self.on_heartbeat, topic_qos("safety/heartbeat"))
         self.timer = self.create_timer(1.0 / p["loop_rate"], self.cycle)
         self.diagnostics = DiagnosticsPublisher(self, self.report)
         self.last_sample = self.hardware.read()

@@ -61,6 +61,9 @@ PARAMETERS = (
     ParamSpec("types", [t.type for t in graph.RECORDED_TOPICS],
               "message type of each topic, same order as topics",
               "a non-empty list of types written package/msg/Name", _string_list),
+    ParamSpec("best_effort_topics", [t.name for t in graph.RECORDED_TOPICS if t.streaming],
+              "topics published best effort (high-rate state); the others are subscribed reliably",
+              "a list of topic names (names not in 'topics' have no effect)", lambda v: isinstance(v, list)),
 )
 
 
@@ -118,13 +121,17 @@ class RecorderNode(GracefulNode):
         except ConfigError as exc:
             raise ConfigError(f"parameter 'types': {exc}") from None
         self._error = ""
-        qos = QoSProfile(
-            reliability=ReliabilityPolicy.RELIABLE,
-            history=HistoryPolicy.KEEP_LAST,
-            depth=QUEUE_DEPTH,
-            durability=DurabilityPolicy.VOLATILE,
-        )
-        for topic, cls in zip(resolved, classes):
+        best_effort = set(params["best_effort_topics"])
+        for name, topic, cls in zip(topics, resolved, classes):
+            # A best-effort subscription hears both kinds of publisher; a reliable one only
+            # reliable publishers, so streaming topics must be subscribed best effort.
+            reliability = ReliabilityPolicy.BEST_EFFORT if name in best_effort else ReliabilityPolicy.RELIABLE
+            qos = QoSProfile(
+                reliability=reliability,
+                history=HistoryPolicy.KEEP_LAST,
+                depth=QUEUE_DEPTH,
+                durability=DurabilityPolicy.VOLATILE,
+            )
             self.create_subscription(cls, topic, partial(self._on_message, topic), qos, raw=True)
         self.create_timer(FLUSH_CHECK_PERIOD, self._flush)
         self._diagnostics = DiagnosticsPublisher(self, self._report)

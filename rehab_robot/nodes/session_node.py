@@ -24,7 +24,7 @@ from trajectory_msgs.msg import JointTrajectory
 from rehab_robot.control.trajectory import SampledTrajectory
 from rehab_robot.model import ArmModel
 from rehab_robot.nodes.common import (
-    ERROR, OK, WARN, DiagnosticsPublisher, GracefulNode, ParamSpec, declare_parameters, non_empty, positive, run,
+    ERROR, OK, WARN, DiagnosticsPublisher, GracefulNode, topic_qos, ParamSpec, declare_parameters, non_empty, positive, run,
 )
 from rehab_robot.nodes.conversions import joint_arrays, trajectory_msg
 from rehab_robot.safety.gate import HeartbeatMonitor
@@ -46,6 +46,9 @@ PARAMETERS = (
 
 #: Waypoint spacing of the trajectories sent to the controller [s].
 TRAJECTORY_STEP = 0.02
+#: How long [s] motion must have been permitted before autostart: every node has then
+#: heard the heartbeat, not only this one.
+READY_SETTLE = 1.0
 #: Status publication period [s].
 STATUS_PERIOD = 0.1
 
@@ -78,11 +81,12 @@ class SessionManagerNode(GracefulNode):
         self.force_norm: Optional[float] = None
         self.report_path: Optional[Path] = None
         self._last_status = 0.0
-        self.trajectory_pub = self.create_publisher(JointTrajectory, "joint_trajectory", 10)
-        self.status_pub = self.create_publisher(DiagnosticStatus, "session/status", 10)
-        self.create_subscription(JointState, "joint_states", self.on_joint_state, 10)
-        self.create_subscription(WrenchStamped, "ft_sensor/wrench", self.on_wrench, 10)
-        self.create_subscription(Bool, "safety/heartbeat", self.on_heartbeat, 10)
+        self._permitted_since: Optional[float] = None
+        self.trajectory_pub = self.create_publisher(JointTrajectory, "joint_trajectory", topic_qos("joint_trajectory"))
+        self.status_pub = self.create_publisher(DiagnosticStatus, "session/status", topic_qos("session/status"))
+        self.create_subscription(JointState, "joint_states", self.on_joint_state, topic_qos("joint_states"))
+        self.create_subscription(WrenchStamped, "ft_sensor/wrench", self.on_wrench, topic_qos("ft_sensor/wrench"))
+        self.create_subscription(Bool, "safety/heartbeat", self.on_heartbeat, topic_qos("safety/heartbeat"))
         for name, handler in (("start", self.on_start), ("pause", self.on_pause),
                               ("resume", self.on_resume), ("stop", self.on_stop)):
             self.create_service(Trigger, f"session/{name}", handler)
@@ -147,8 +151,12 @@ class SessionManagerNode(GracefulNode):
         now = time.monotonic()
         # An interruption between two ticks also stopped the drives and the controller.
         permitted = not self.heartbeat.take_interruption() and self.heartbeat.permits(now)
+        if not permitted:
+            self._permitted_since = None
+        elif self._permitted_since is None:
+            self._permitted_since = now
         if self.runner.state is SessionState.IDLE and self.autostart:
-            if self.position is not None and permitted:
+            if self.position is not None and permitted and now - self._permitted_since >= READY_SETTLE:
                 self.on_start(None, Trigger.Response())
             elif now > self.ready_deadline:
                 reason = "no joint_states from the driver" if self.position is None else self.heartbeat.closed_reason(now)

@@ -18,7 +18,7 @@ from std_srvs.srv import Trigger
 
 from rehab_robot.model import ArmModel
 from rehab_robot.nodes.common import (
-    ERROR, OK, WARN, DiagnosticsPublisher, GracefulNode, ParamSpec, declare_parameters, raise_priority, positive, run,
+    ERROR, OK, WARN, DiagnosticsPublisher, GracefulNode, topic_qos, ParamSpec, declare_parameters, raise_priority, positive, run,
 )
 from rehab_robot.nodes.conversions import joint_arrays
 from rehab_robot.safety.rules import SafetyLimits, check_state
@@ -64,9 +64,9 @@ class SafetySupervisorNode(GracefulNode):
         self.latch = SafetyLatch(state_timeout=p["state_timeout"])
         self.force = None
         self._was_permitted = False
-        self.heartbeat_pub = self.create_publisher(Bool, "safety/heartbeat", 10)
-        self.create_subscription(JointState, "joint_states", self.on_joint_state, 10)
-        self.create_subscription(WrenchStamped, "ft_sensor/wrench", self.on_wrench, 10)
+        self.heartbeat_pub = self.create_publisher(Bool, "safety/heartbeat", topic_qos("safety/heartbeat"))
+        self.create_subscription(JointState, "joint_states", self.on_joint_state, topic_qos("joint_states"))
+        self.create_subscription(WrenchStamped, "ft_sensor/wrench", self.on_wrench, topic_qos("ft_sensor/wrench"))
         self.create_service(Trigger, "safety/estop", self.on_estop)
         self.create_service(Trigger, "safety/reset", self.on_reset)
         self.create_timer(1.0 / p["heartbeat_rate"], self.beat)
