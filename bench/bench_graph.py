@@ -30,14 +30,13 @@ os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 
 import rclpy  # noqa: E402
 from rclpy.context import Context  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
 from std_msgs.msg import Bool  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
 from rehab_robot import resources  # noqa: E402
 from rehab_robot.nodes.common import topic_qos  # noqa: E402
-from rehab_robot.testing import NodeProcess  # noqa: E402
+from rehab_robot.testing import BackgroundSpinner, NodeProcess  # noqa: E402
 
 REST_SPEED = 0.02
 PROTOCOL = """\
@@ -68,9 +67,7 @@ class Probe:
         self.node.create_subscription(Bool, "safety/heartbeat", self.on_heartbeat, topic_qos("safety/heartbeat"))
         self.clients = {name: self.node.create_client(Trigger, name)
                         for name in ("safety/estop", "safety/reset", "session/resume")}
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        threading.Thread(target=self.executor.spin, daemon=True).start()
+        self.spinner = BackgroundSpinner(self.node, self.context)
 
     def on_state(self, msg):
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
@@ -111,7 +108,7 @@ class Probe:
         return None if rest is None else rest - t0
 
     def close(self):
-        self.executor.shutdown()
+        self.spinner.stop()
         self.node.destroy_node()
         rclpy.shutdown(context=self.context)
 

@@ -38,7 +38,12 @@ import yaml
 
 from rehab_robot import graph
 from rehab_robot.errors import ConfigError, RehabRobotError
+from rehab_robot.hardware.registry import available_backends, backend_class, backend_options
+from rehab_robot.model import ArmModel
+from rehab_robot.recording.bag import repair_bag
 from rehab_robot.ros_env import localhost_env
+from rehab_robot.session.profiles import load_patient, load_protocol
+from rehab_robot.session.report import write_report
 
 PROG = "rehab-robot"
 
@@ -442,12 +447,8 @@ def node_command(executable: str) -> list[str]:
 # --------------------------------------------------------------------------- validation
 
 
-def check_session_files(patient: str, protocol: str, robot_description: str) -> bool:
-    """Validate the patient profile and the protocol against the arm's limits.
-
-    Returns:
-        True if the files were validated; False if the validators are not installed
-        (only the files' existence was checked).
+def check_session_files(patient: str, protocol: str, robot_description: str) -> None:
+    """Validate the URDF, the patient profile and the protocol against the arm's limits.
 
     Raises:
         RehabRobotError: naming the file, the field and what is allowed.
@@ -457,39 +458,20 @@ def check_session_files(patient: str, protocol: str, robot_description: str) -> 
         if not os.path.isfile(path):
             problem = "is not a file" if os.path.exists(path) else "does not exist"
             raise ConfigError(f"{label} file {path!r} {problem}")
-    try:
-        from rehab_robot.model import ArmModel
-        from rehab_robot.session.profiles import load_patient, load_protocol
-    except ImportError:
-        return False
     model = ArmModel.from_urdf(robot_description)
     joint_limits = model.limits_by_joint()
     velocity_limits = {name: float(v) for name, v in zip(model.joint_names, model.velocity_limit)}
     profile = load_patient(patient, joint_limits)
     load_protocol(protocol, profile, joint_limits, velocity_limits)
-    return True
 
 
-def check_hardware(name: str, options: str) -> bool:
-    """Check that backend ``name`` exists and ``options`` is a YAML mapping.
-
-    Returns False if the registry is not installed (nothing checked).
+def check_hardware(name: str, options: str, robot_description: str = "") -> None:
+    """Check that backend ``name`` exists and accepts the ``hardware_options`` YAML mapping.
 
     Raises:
-        ConfigError: for an unknown or broken backend or options that are not a mapping.
+        ConfigError: for an unknown or broken backend, or options it does not take.
     """
-    try:
-        parsed = yaml.safe_load(options)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"launch argument hardware_options:={options!r} is not valid YAML: {exc}") from None
-    if parsed is not None and not isinstance(parsed, dict):
-        raise ConfigError(f"launch argument hardware_options:={options!r}: a YAML mapping is required")
-    try:
-        from rehab_robot.hardware.registry import backend_class
-    except ImportError:
-        return False
-    backend_class(name)
-    return True
+    backend_options(options, backend_class(name), robot_description)
 
 
 @dataclass
@@ -502,7 +484,6 @@ class SessionPlan:
         session_dir: ``<output_dir>/<session_id>``.
         bag_path: Where the recorder writes the bag (``None`` if no node records).
         recorder: Name of the node writing ``bag_path``.
-        files_checked: False if the profile validators were not installed.
     """
 
     arguments: dict[str, str]
@@ -510,7 +491,6 @@ class SessionPlan:
     session_dir: Path
     bag_path: Optional[Path]
     recorder: Optional[str]
-    files_checked: bool = True
 
     @property
     def report_path(self) -> Path:
@@ -544,8 +524,8 @@ def plan_session(user_arguments: Mapping[str, str]) -> SessionPlan:
     texts.update(user_arguments)
     parameters = {spec.name: graph.node_parameters(spec, texts) for spec in graph.nodes()}
     typed = {name: graph.convert_argument(declared[name], text) for name, text in texts.items()}
-    check_hardware(typed["hardware"], typed["hardware_options"])
-    files_checked = check_session_files(typed["patient"], typed["protocol"], typed["robot_description"])
+    check_hardware(typed["hardware"], typed["hardware_options"], typed["robot_description"])
+    check_session_files(typed["patient"], typed["protocol"], typed["robot_description"])
     session_dir = Path(str(graph.resolve(graph.session_dir(), typed)))
     recorder = next((name for name, params in parameters.items() if "bag_path" in params), None)
     bag_path = Path(parameters[recorder]["bag_path"]) if recorder else None
@@ -555,7 +535,7 @@ def plan_session(user_arguments: Mapping[str, str]) -> SessionPlan:
                 f"session folder {str(session_dir)!r} already holds a session ({existing.name}); "
                 "choose another session_id:=..."
             )
-    return SessionPlan(texts, parameters, session_dir, bag_path, recorder, files_checked)
+    return SessionPlan(texts, parameters, session_dir, bag_path, recorder)
 
 
 # --------------------------------------------------------------------------- report
@@ -646,8 +626,6 @@ def _run_session(plan: SessionPlan, timeout: Optional[float]) -> int:
             f"export ROS_DOMAIN_ID={domain} ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST",
             flush=True,
         )
-    if not plan.files_checked:
-        print(f"{PROG}: note: profile validators not installed; the nodes will check the files", flush=True)
 
     plan.create_folder()
     # Kept in the session folder: they record exactly what each node was given.
@@ -687,8 +665,6 @@ def _record_node_death(plan: SessionPlan, result: GraphResult) -> None:
     report = load_report(plan.report_path)
     if result.reason != "died" or report is None or report.get("ended") == "completed":
         return
-    from rehab_robot.session.report import write_report
-
     report["events"] = report.get("events", []) + [{"event": result.message}]
     report["ended"] = "aborted"
     report["end_reason"] = result.message
@@ -706,11 +682,6 @@ def _repair_if_needed(plan: SessionPlan, result: GraphResult) -> None:
         return
     ended = "died" if returncode is None else describe_exit(returncode)
     print(f"{PROG}: recorder '{plan.recorder}' ended abnormally ({ended}); checking the bag", flush=True)
-    try:
-        from rehab_robot.recording.bag import repair_bag
-    except ImportError:
-        print(f"{PROG}: bag repair unavailable; the bag may be incomplete: {plan.bag_path}", flush=True)
-        return
     try:
         summary = repair_bag(plan.bag_path)  # str() of its report is a one-line summary
     except RehabRobotError as exc:
@@ -753,8 +724,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_backends(args: argparse.Namespace) -> int:  # noqa: ARG001 - uniform signature
     """``rehab-robot backends``: list the registered hardware backends."""
-    from rehab_robot.hardware.registry import available_backends
-
     default = next(a.default for a in graph.launch_arguments() if a.name == "hardware")
     for name, target in sorted(available_backends().items()):
         print(f"{name:<12} {target}{'  (default)' if name == default else ''}")
@@ -766,9 +735,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     urdf = args.robot_description or next(
         a.default for a in graph.launch_arguments() if a.name == "robot_description"
     )
-    if not check_session_files(args.patient, args.protocol, urdf):
-        print(f"{PROG}: error: cannot check: the profile validators are not installed", file=sys.stderr)
-        return 1
+    check_session_files(args.patient, args.protocol, urdf)
     print(f"OK: patient {args.patient} and protocol {args.protocol} are valid for {urdf}")
     return 0
 
@@ -777,11 +744,6 @@ def cmd_repair_bag(args: argparse.Namespace) -> int:
     """``rehab-robot repair-bag``: make an interrupted bag readable."""
     if not os.path.exists(args.path):
         raise ConfigError(f"bag {args.path!r} does not exist")
-    try:
-        from rehab_robot.recording.bag import repair_bag
-    except ImportError as exc:
-        print(f"{PROG}: error: bag repair is not available: {exc}", file=sys.stderr)
-        return 1
     summary = repair_bag(Path(args.path))
     if summary is not None:
         print(summary)

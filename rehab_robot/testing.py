@@ -52,3 +52,33 @@ class NodeProcess:
             self.process.wait()
         self._log.close()
         return self.process.returncode
+
+
+class BackgroundSpinner:
+    """Spins ``node`` in a daemon thread until :meth:`stop` (for test and benchmark clients).
+
+    Uses :func:`rehab_robot.nodes.common.make_executor`. The loop checks a flag between
+    short ``spin_once`` calls because rclpy's EventsExecutor cannot be shut down from
+    another thread while it spins.
+    """
+
+    def __init__(self, node, context) -> None:
+        import threading
+
+        from rehab_robot.nodes.common import make_executor
+
+        self.executor = make_executor(context)
+        self.executor.add_node(node)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        while not self._stop.is_set():
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def stop(self) -> None:
+        """Stop spinning and release the executor."""
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.executor.shutdown()

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import itertools
 import os
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from rehab_robot.testing import NodeProcess
+from rehab_robot.testing import BackgroundSpinner, NodeProcess
 
 # DDS discovery never leaves this machine, for this process and every child.
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
@@ -51,20 +50,15 @@ def ros_client(domain_id):
     """An rclpy node in this test's domain, spun in a background thread."""
     import rclpy
     from rclpy.context import Context
-    from rclpy.executors import SingleThreadedExecutor
 
     context = Context()
     rclpy.init(context=context, domain_id=domain_id)
     node = rclpy.create_node("test_client", context=context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    thread = threading.Thread(target=executor.spin, daemon=True)
-    thread.start()
+    spinner = BackgroundSpinner(node, context)
     yield node
-    executor.shutdown()
+    spinner.stop()
     node.destroy_node()
     rclpy.shutdown(context=context)
-    thread.join(timeout=2)
 
 
 def wait_for(predicate, timeout: float, what: str, nodes=()) -> None:

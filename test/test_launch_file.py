@@ -211,8 +211,8 @@ def test_session_is_prepared_before_any_node(stubs, tmp_path, monkeypatch):
     texts = {a.name: a.default for a in graph.launch_arguments()}
     with pytest.raises(ConfigError, match="autostart"):
         function(Context(launch_configurations={**texts, "autostart": "maybe"}))
-    monkeypatch.setattr(launcher, "check_hardware", lambda *a: True)
-    monkeypatch.setattr(launcher, "check_session_files", lambda *a: True)
+    monkeypatch.setattr(launcher, "check_hardware", lambda *a: None)
+    monkeypatch.setattr(launcher, "check_session_files", lambda *a: None)
     function(Context(launch_configurations={**texts, "output_dir": str(tmp_path)}))
     assert (tmp_path / SESSION_ID).is_dir()
 

@@ -5,6 +5,7 @@ from rehab_robot.hardware.registry import (
     ENTRY_POINT_GROUP,
     available_backends,
     backend_class,
+    backend_options,
     create_backend,
 )
 
@@ -15,5 +16,6 @@ __all__ = [
     "JointSample",
     "available_backends",
     "backend_class",
+    "backend_options",
     "create_backend",
 ]

@@ -12,7 +12,10 @@ A backend module is imported only when it is chosen.
 from __future__ import annotations
 
 import importlib
+import inspect
 from importlib.metadata import entry_points
+
+import yaml
 
 from rehab_robot.errors import ConfigError, UnknownBackendError
 from rehab_robot.hardware.interface import HardwareInterface
@@ -54,6 +57,35 @@ def backend_class(name: str) -> type[HardwareInterface]:
     if not (isinstance(cls, type) and issubclass(cls, HardwareInterface)):
         raise ConfigError(f"hardware backend {name!r} ({target}) is not a HardwareInterface")
     return cls
+
+
+def backend_options(text: str, cls: type, robot_description: str = "") -> dict:
+    """Parse the ``hardware_options`` YAML mapping for backend class ``cls``.
+
+    ``robot_description`` (the URDF path) is added when the backend takes it and the
+    options do not set it. The options are checked against the backend's signature, so
+    a misspelt option is refused before any process starts.
+
+    Raises:
+        ConfigError: if the text is not a YAML mapping or names options the backend lacks.
+    """
+    try:
+        options = yaml.safe_load(text) if text.strip() else {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"hardware_options: not valid YAML: {exc}") from None
+    if options is None:
+        options = {}
+    if not isinstance(options, dict) or not all(isinstance(k, str) for k in options):
+        raise ConfigError(f"hardware_options: {text!r} is not a mapping; a YAML mapping is required, such as '{{}}'")
+    signature = inspect.signature(cls)
+    if robot_description and "robot_description" not in options and "robot_description" in signature.parameters:
+        options["robot_description"] = robot_description
+    try:
+        signature.bind(**options)
+    except TypeError as exc:
+        allowed = ", ".join(n for n in signature.parameters if n not in ("self", "args", "kwargs"))
+        raise ConfigError(f"hardware_options for {cls.__name__}: {exc}; allowed options: {allowed}") from None
+    return options
 
 
 def create_backend(name: str, **options) -> HardwareInterface:

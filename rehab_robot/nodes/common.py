@@ -164,7 +164,7 @@ def raise_priority(node: Node, niceness: int = -10) -> None:
         node.get_logger().warning(f"running at normal priority (could not set nice {niceness}: {exc})")
 
 
-def make_executor():
+def make_executor(context=None):
     """Return the executor for a node: rclpy's EventsExecutor where it exists.
 
     At 500 Hz state traffic the EventsExecutor (C++ event queue) costs a fraction of the
@@ -174,8 +174,8 @@ def make_executor():
     try:
         from rclpy.experimental import EventsExecutor
     except ImportError:
-        return SingleThreadedExecutor()
-    return EventsExecutor()
+        return SingleThreadedExecutor(context=context)
+    return EventsExecutor(context=context)
 
 
 def run(node_factory: Callable[[], GracefulNode], args: Optional[list[str]] = None) -> int:

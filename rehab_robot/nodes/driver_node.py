@@ -9,19 +9,17 @@ through the :class:`~rehab_robot.safety.gate.MotionGate`.
 
 from __future__ import annotations
 
-import inspect
 import sys
 import time
 
 import numpy as np
-import yaml
 from geometry_msgs.msg import WrenchStamped
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool
 
 from rehab_robot.errors import ConfigError
 from rehab_robot.hardware.interface import JointCommand
-from rehab_robot.hardware.registry import backend_class
+from rehab_robot.hardware.registry import backend_class, backend_options
 from rehab_robot.nodes.common import (
     OK, WARN, DiagnosticsPublisher, GracefulNode, topic_qos, ParamSpec, declare_parameters, raise_priority, non_empty, run,
 )
@@ -44,26 +42,6 @@ PARAMETERS = (
 
 #: How long [s] the driver waits on shutdown for the arm to come to rest.
 SHUTDOWN_REST_TIMEOUT = 1.0
-
-
-def backend_options(text: str, cls: type, robot_description: str) -> dict:
-    """Parse the ``hardware_options`` YAML mapping; add ``robot_description`` if the backend takes it.
-
-    Raises:
-        ConfigError: if the text is not a YAML mapping with string keys.
-    """
-    try:
-        options = yaml.safe_load(text) if text.strip() else {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"parameter 'hardware_options': not valid YAML: {exc}") from None
-    if options is None:
-        options = {}
-    if not isinstance(options, dict) or not all(isinstance(k, str) for k in options):
-        raise ConfigError(f"parameter 'hardware_options': {text!r} is not a mapping; allowed: a YAML mapping")
-    if robot_description and "robot_description" not in options:
-        if "robot_description" in inspect.signature(cls).parameters:
-            options["robot_description"] = robot_description
-    return options
 
 
 class HardwareDriverNode(GracefulNode):

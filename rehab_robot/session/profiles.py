@@ -38,6 +38,7 @@ import jsonschema
 import yaml
 
 from rehab_robot import JOINT_NAMES
+from rehab_robot.control.trajectory import MIN_JERK_PEAK_SPEED_RATIO
 from rehab_robot.errors import ConfigError
 
 __all__ = [
@@ -51,8 +52,6 @@ __all__ = [
     "parse_protocol",
 ]
 
-#: Peak speed of a minimum-jerk move = this factor * |distance| / duration.
-MIN_JERK_PEAK_FACTOR = 1.875
 #: Default cap on any joint speed of an exercise [rad/s].
 DEFAULT_MAX_VELOCITY = 1.0
 #: Highest ``max_velocity`` a profile may ask for [rad/s]: above any passive ROM speed.
@@ -239,7 +238,7 @@ class ExerciseProtocol:
     @property
     def peak_velocity(self) -> float:
         """Peak joint speed of one minimum-jerk move [rad/s]."""
-        return MIN_JERK_PEAK_FACTOR * self.distance / self.movement_duration
+        return MIN_JERK_PEAK_SPEED_RATIO * self.distance / self.movement_duration
 
     @property
     def repetition_duration(self) -> float:
@@ -470,12 +469,12 @@ def _parse_protocol(
             source=source,
         )
         if protocol.peak_velocity > limit:
-            shortest = math.ceil(MIN_JERK_PEAK_FACTOR * protocol.distance / limit * 100.0) / 100.0
+            shortest = math.ceil(MIN_JERK_PEAK_SPEED_RATIO * protocol.distance / limit * 100.0) / 100.0
             raise _Invalid(
                 ("protocol", "movement_duration"),
                 f"moving {joint} {_num(protocol.distance)} rad in {_num(protocol.movement_duration)} s "
                 f"needs a peak speed of {_num(protocol.peak_velocity)} rad/s "
-                f"({MIN_JERK_PEAK_FACTOR} x distance / duration), above {_num(limit)} rad/s, "
+                f"({MIN_JERK_PEAK_SPEED_RATIO} x distance / duration), above {_num(limit)} rad/s, "
                 f"{limit_source}; allowed: at least {_num(shortest)} s for this distance",
             )
         if protocol.estimated_duration > MAX_SESSION_DURATION:

@@ -27,7 +27,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from rehab_robot.control.trajectory import QuinticSegment
+from rehab_robot.control.trajectory import QuinticSegment, minimum_jerk_duration
 from rehab_robot.session.report import SessionMetrics, SessionOutcome
 
 
@@ -305,7 +305,7 @@ class SessionRunner:
         distance = abs(step.target - start)
         # A partial move (approach, resume) keeps the protocol's pace and the speed cap.
         duration = step.duration * distance / full_distance if full_distance > 0 else step.duration
-        duration = max(duration, 1.875 * distance / self.max_velocity, 0.5)
+        duration = max(duration, minimum_jerk_duration(distance, self.max_velocity), 0.5)
         self._step_duration = duration
         self._segment = QuinticSegment.minimum_jerk([start], [step.target], duration)
         self._outbox.append(self._segment)
