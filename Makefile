@@ -22,7 +22,9 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 venv: $(STAMP)
 
+# One distro per .venv: switching ROS_DISTRO rebuilds it rather than mixing wheels.
 $(STAMP): requirements/common.txt requirements/$(ROS_DISTRO).txt setup.py
+	@if ls $(VENV)/.installed-* >/dev/null 2>&1 && ! test -e $@; then echo "ROS_DISTRO changed: rebuilding $(VENV)"; rm -rf $(VENV); fi
 	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
 	@rm -f $(VENV)/.installed-*
 	$(VPY) -m pip install --quiet --disable-pip-version-check -r requirements/$(ROS_DISTRO).txt

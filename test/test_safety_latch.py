@@ -52,10 +52,13 @@ def test_estop_latches_and_reset_clears():
     assert latch.motion_permitted(0.02)
 
 
-def test_stale_state_latches():
-    """If joint states stop arriving, a stop latches, and reset is refused while they are missing."""
+def test_stale_state_stops_without_latching():
+    """If joint states stop arriving, motion stops while they are missing; reset cannot clear that."""
     latch = fresh_latch()
-    latch.update(0.2)
-    assert latch.latched and "joint_states" in latch.describe(0.2)
+    assert not latch.motion_permitted(0.2)
+    assert "joint_states stale" in latch.describe(0.2)
     ok, message = latch.reset(0.2)
     assert not ok and "stale" in message
+    latch.on_state(0.21, [])
+    latch.on_wrench(0.21)
+    assert latch.motion_permitted(0.21) and not latch.latched

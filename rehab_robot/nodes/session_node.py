@@ -46,9 +46,9 @@ PARAMETERS = (
 
 #: Waypoint spacing of the trajectories sent to the controller [s].
 TRAJECTORY_STEP = 0.02
-#: How long [s] motion must have been permitted before autostart: every node has then
-#: heard the heartbeat, not only this one.
-READY_SETTLE = 1.0
+#: How long [s] motion must have been permitted without interruption before autostart:
+#: every node has then heard the heartbeat, and start-up discovery has settled.
+READY_SETTLE = 2.0
 #: Status publication period [s].
 STATUS_PERIOD = 0.1
 

@@ -96,7 +96,6 @@ class SafetySupervisorNode(GracefulNode):
     def beat(self) -> None:
         """Publish the heartbeat; log each change of verdict."""
         now = time.monotonic()
-        self.latch.update(now)
         permitted = self.latch.motion_permitted(now)
         self.heartbeat_pub.publish(Bool(data=permitted))
         if permitted != self._was_permitted:

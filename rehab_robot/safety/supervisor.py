@@ -4,8 +4,15 @@ Motion is permitted only while
   * the arm's state and the F/T reading have arrived and are fresh,
   * the last state breaks no rule,
   * no stop is latched.
-A violation, an e-stop request or a signal going stale latches a stop. Only
-:meth:`SafetyLatch.reset` clears it, and only once the cause is gone.
+A violation or an e-stop request latches a stop. Only :meth:`SafetyLatch.reset`
+clears it, and only once the cause is gone.
+
+A signal that goes stale stops motion for as long as it is missing, without
+latching: the rules cannot be checked, so the heartbeat says stop. The stop is
+still never undone by itself, because every node downstream treats the gap as an
+interruption (the drives hold, the controller drops its trajectory, the session
+pauses until it is resumed). Latching it too would turn a start-up discovery
+hiccup into a stop that needs a clinician's reset.
 """
 
 from __future__ import annotations
@@ -59,12 +66,6 @@ class SafetyLatch:
             elif now - stamp > self.state_timeout:
                 missing.append(f"{name} stale ({(now - stamp) * 1e3:.0f} ms old)")
         return missing
-
-    def update(self, now: float) -> None:
-        """Latch a stop when a signal that had been flowing goes stale at ``now`` [s]."""
-        for stamp, name in ((self._last_state, "joint_states"), (self._last_wrench, "ft_sensor/wrench")):
-            if stamp is not None and now - stamp > self.state_timeout:
-                self._latch(f"{name} stopped arriving")
 
     def motion_permitted(self, now: float) -> bool:
         """Return True when every guard agrees that the arm may move at ``now`` [s]."""
