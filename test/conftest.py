@@ -78,7 +78,7 @@ def wait_for(predicate, timeout: float, what: str, nodes=()) -> None:
 _clients: dict = {}
 
 
-def trigger_client(node, service: str, timeout: float = 10.0):
+def trigger_client(node, service: str, timeout: float = 30.0):
     """Return a ready std_srvs/Trigger client of ``service``, created once per node.
 
     Create clients early: a service answers only once discovery has matched both

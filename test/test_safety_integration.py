@@ -98,9 +98,9 @@ def session_graph(start_node, ros_client, tmp_path):
         start_node("session_node", "session_manager", patient=str(resources.example_patient()),
                    protocol=str(protocol), session_dir=str(tmp_path / "session"), autostart=True),
     ]
+    wait_for(lambda: watcher.session.get("state") == "running", 60, "the session to start", nodes)
     for service in ("safety/estop", "safety/reset", "session/resume"):
         trigger_client(ros_client, service)
-    wait_for(lambda: watcher.session.get("state") == "running", 60, "the session to start", nodes)
     wait_for(watcher.moving, 20, "the elbow to move at > 0.3 rad/s", nodes)
     return nodes, watcher
 

@@ -117,9 +117,23 @@ class SessionManagerNode(GracefulNode):
         """Record the safety supervisor's verdict."""
         self.heartbeat.on_heartbeat(time.monotonic(), msg.data)
 
-    def _command(self, name: str, action, response):
+    def not_ready_reason(self) -> str:
+        """Return why the exercise cannot move the arm now, or "" when it can."""
         if self.position is None:
-            response.success, response.message = False, f"cannot {name}: no joint_states received yet"
+            return "no joint_states received yet"
+        if self.trajectory_pub.get_subscription_count() == 0:
+            # A trajectory sent before the controller is discovered would be lost.
+            return "the motion controller is not connected (nobody subscribes to joint_trajectory)"
+        return ""
+
+    def _command(self, name: str, action, response):
+        # Start and resume move the arm; pause and stop only need to know where it is.
+        if name in ("start", "resume"):
+            reason = self.not_ready_reason()
+        else:
+            reason = "no joint_states received yet" if self.position is None else ""
+        if reason:
+            response.success, response.message = False, f"cannot {name}: {reason}"
         else:
             response.success, response.message = action()
             self.get_logger().info(f"session/{name}: {response.message}")
@@ -156,11 +170,11 @@ class SessionManagerNode(GracefulNode):
         elif self._permitted_since is None:
             self._permitted_since = now
         if self.runner.state is SessionState.IDLE and self.autostart:
-            if self.position is not None and permitted and now - self._permitted_since >= READY_SETTLE:
+            reason = self.not_ready_reason() or self.heartbeat.closed_reason(now)
+            if not reason and now - self._permitted_since >= READY_SETTLE:
                 self.on_start(None, Trigger.Response())
             elif now > self.ready_deadline:
-                reason = "no joint_states from the driver" if self.position is None else self.heartbeat.closed_reason(now)
-                self.runner.abort(now, f"arm not ready within the ready timeout: {reason}")
+                self.runner.abort(now, f"arm not ready within the ready timeout: {reason or 'motion permitted only intermittently'}")
         if self.position is not None:
             self.runner.update(now, self.position, self.force_norm, permitted)
         self.flush_motion()
