@@ -7,10 +7,15 @@ VIOLATION = Violation("position", "elbow_flexion", 2.5, 2.4, "rad")
 
 
 def fresh_latch(now=0.0):
-    latch = SafetyLatch(state_timeout=0.1)
-    latch.on_wrench(now)
-    latch.on_state(now, [])
+    latch = SafetyLatch()
+    refresh(latch, now)
     return latch
+
+
+def refresh(latch, now):
+    latch.on_signal("ft_sensor/wrench", now)
+    latch.on_signal("joint_commands", now)
+    latch.on_state(now, [])
 
 
 def test_no_motion_before_signals_arrive():
@@ -19,7 +24,7 @@ def test_no_motion_before_signals_arrive():
     assert not latch.motion_permitted(0.0)
     latch.on_state(0.0, [])
     assert not latch.motion_permitted(0.0)
-    assert "ft_sensor/wrench" in latch.describe(0.0)
+    assert "ft_sensor/wrench" in latch.describe(0.0) and "joint_commands" in latch.describe(0.0)
 
 
 def test_fresh_safe_state_permits_motion():
@@ -34,8 +39,7 @@ def test_violation_latches_until_reset_after_cause_is_gone():
     assert latch.latched and not latch.motion_permitted(0.01)
     ok, message = latch.reset(0.02)
     assert not ok and "elbow_flexion" in message
-    latch.on_state(0.03, [])
-    latch.on_wrench(0.03)
+    refresh(latch, 0.03)
     assert not latch.motion_permitted(0.03), "the latch holds even after the cause is gone"
     ok, message = latch.reset(0.04)
     assert ok and "elbow_flexion" in message
@@ -59,6 +63,14 @@ def test_stale_state_stops_without_latching():
     assert "joint_states stale" in latch.describe(0.2)
     ok, message = latch.reset(0.2)
     assert not ok and "stale" in message
-    latch.on_state(0.21, [])
-    latch.on_wrench(0.21)
+    refresh(latch, 0.21)
     assert latch.motion_permitted(0.21) and not latch.latched
+
+
+def test_command_gap_stops_motion():
+    """Commands older than 80 ms stop motion: every node then sees the gap the driver reacts to."""
+    latch = fresh_latch()
+    latch.on_state(0.09, [])
+    latch.on_signal("ft_sensor/wrench", 0.09)
+    assert not latch.motion_permitted(0.09)
+    assert "joint_commands stale" in latch.describe(0.09)

@@ -39,6 +39,15 @@ class PerfectArm:
             self.segment, self.started = motion, now
 
 
+def started_session(**kwargs):
+    """A runner started at t = 0 on a perfect arm that follows its first motion."""
+    runner = SessionRunner(protocol(), JOINTS, max_velocity=2.0, **kwargs)
+    arm = PerfectArm(runner)
+    assert runner.start(0.0, arm.position, True)[0]
+    arm.segment, arm.started = runner.take_motion(), 0.0
+    return runner, arm
+
+
 def run_until(arm, t0, t1, dt=0.01, **kwargs):
     t = t0
     while t < t1 and not arm.runner.state.finished:
@@ -57,10 +66,7 @@ def test_plan_has_approach_and_each_repetition():
 
 def test_complete_session_counts_repetitions_and_range():
     """A session run to the end completes every repetition and reports the ROM reached."""
-    runner = SessionRunner(protocol(), JOINTS, max_velocity=2.0)
-    arm = PerfectArm(runner)
-    assert runner.start(0.0, arm.position, True)[0]
-    arm.segment, arm.started = runner.take_motion(), 0.0
+    runner, arm = started_session()
     run_until(arm, 0.0, 30.0)
     assert runner.state is SessionState.COMPLETED
     assert runner.repetitions_completed == 2
@@ -82,10 +88,7 @@ def test_start_refused_without_permission():
 
 def test_pause_brakes_and_resume_continues_from_where_the_arm_is():
     """Pause sends a smooth stop; resume re-plans from the measured position to the same target."""
-    runner = SessionRunner(protocol(), JOINTS, max_velocity=2.0)
-    arm = PerfectArm(runner)
-    runner.start(0.0, arm.position, True)
-    arm.segment, arm.started = runner.take_motion(), 0.0
+    runner, arm = started_session()
     t = run_until(arm, 0.0, 1.5)  # into repetition 1, moving out
     ok, _ = runner.pause(t, arm.position)
     assert ok and runner.state is SessionState.PAUSED
@@ -106,10 +109,7 @@ def test_pause_brakes_and_resume_continues_from_where_the_arm_is():
 
 def test_safety_stop_pauses_and_resume_needs_permission():
     """Losing permission pauses the session; resume is refused until permission returns."""
-    runner = SessionRunner(protocol(), JOINTS, max_velocity=2.0)
-    arm = PerfectArm(runner)
-    runner.start(0.0, arm.position, True)
-    arm.segment, arm.started = runner.take_motion(), 0.0
+    runner, arm = started_session()
     t = run_until(arm, 0.0, 1.2)
     arm.step(t, permitted=False)
     assert runner.state is SessionState.PAUSED and "safety" in runner.pause_reason
@@ -121,10 +121,7 @@ def test_safety_stop_pauses_and_resume_needs_permission():
 
 def test_stop_ends_session_with_smooth_stop():
     """Stop ends the session as 'stopped' and sends a smooth stop of the moving joint."""
-    runner = SessionRunner(protocol(), JOINTS, max_velocity=2.0)
-    arm = PerfectArm(runner)
-    runner.start(0.0, arm.position, True)
-    arm.segment, arm.started = runner.take_motion(), 0.0
+    runner, arm = started_session()
     t = run_until(arm, 0.0, 1.5)
     ok, _ = runner.stop(t)
     assert ok and runner.state is SessionState.STOPPED
@@ -156,10 +153,7 @@ def test_approach_respects_patient_speed_cap():
 
 def test_long_pause_aborts_the_session():
     """A session left paused beyond the pause timeout ends as aborted, saying why."""
-    runner = SessionRunner(protocol(), JOINTS, max_velocity=2.0, pause_timeout=5.0)
-    arm = PerfectArm(runner)
-    runner.start(0.0, arm.position, True)
-    arm.segment, arm.started = runner.take_motion(), 0.0
+    runner, arm = started_session(pause_timeout=5.0)
     t = run_until(arm, 0.0, 1.0)
     arm.step(t, permitted=False)
     run_until(arm, t, t + 4.0, permitted=False)

@@ -23,7 +23,7 @@ from rehab_robot.control.laws import CommandLimits, feedforward_command, limit_c
 from rehab_robot.control.trajectory import SampledTrajectory
 from rehab_robot.model import ArmModel
 from rehab_robot.nodes.common import (
-    ERROR, OK, WARN, DiagnosticsPublisher, GracefulNode, topic_qos, ParamSpec, declare_parameters, run,
+    ERROR, OK, WARN, DiagnosticsPublisher, GracefulNode, topic_qos, ParamSpec, declare_parameters, raise_priority, run,
 )
 from rehab_robot.nodes.conversions import joint_arrays, joint_state_msg, sampled_trajectory
 from rehab_robot.safety.gate import HeartbeatMonitor
@@ -46,6 +46,7 @@ class MotionControllerNode(GracefulNode):
     def __init__(self) -> None:
         super().__init__(self.node_name)
         p = declare_parameters(self, PARAMETERS)
+        raise_priority(self)
         self.model = ArmModel.from_urdf(p["robot_description"] or None)
         self.joint_names = self.model.joint_names
         self.limits = CommandLimits(

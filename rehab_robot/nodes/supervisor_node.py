@@ -32,6 +32,8 @@ PARAMETERS = (
               lambda v: 20.0 <= v <= 1000.0),
     ParamSpec("state_timeout", 0.1, "age after which joint_states or the F/T reading count as missing [s]",
               "0.01 to 1 s", lambda v: 0.01 <= v <= 1.0),
+    ParamSpec("command_timeout", 0.08, "age after which joint_commands count as missing [s]; keep it "
+              "below the driver's command_timeout", "0.01 to 1 s", lambda v: 0.01 <= v <= 1.0),
     ParamSpec("max_interaction_force", 40.0, "cuff force limit without a patient profile [N]", "> 0 N", positive),
     ParamSpec("position_margin", 0.1, "tolerance around the patient's range of motion [rad]", "0 to 0.5 rad",
               lambda v: 0.0 <= v <= 0.5),
@@ -61,12 +63,20 @@ class SafetySupervisorNode(GracefulNode):
             model.joint_names, model.lower, model.upper, model.velocity_limit, model.effort_limit,
             position_margin=p["position_margin"], **patient_limits,
         )
-        self.latch = SafetyLatch(state_timeout=p["state_timeout"])
+        self.latch = SafetyLatch({
+            "joint_states": p["state_timeout"],
+            "ft_sensor/wrench": p["state_timeout"],
+            "joint_commands": p["command_timeout"],
+        })
         self.force = None
         self._was_permitted = False
         self.heartbeat_pub = self.create_publisher(Bool, "safety/heartbeat", topic_qos("safety/heartbeat"))
         self.create_subscription(JointState, "joint_states", self.on_joint_state, topic_qos("joint_states"))
         self.create_subscription(WrenchStamped, "ft_sensor/wrench", self.on_wrench, topic_qos("ft_sensor/wrench"))
+        self.create_subscription(
+            JointState, "joint_commands",
+            lambda msg: self.latch.on_signal("joint_commands", time.monotonic()), topic_qos("joint_commands"),
+        )
         self.create_service(Trigger, "safety/estop", self.on_estop)
         self.create_service(Trigger, "safety/reset", self.on_reset)
         self.create_timer(1.0 / p["heartbeat_rate"], self.beat)
@@ -80,7 +90,7 @@ class SafetySupervisorNode(GracefulNode):
     def on_wrench(self, msg: WrenchStamped) -> None:
         """Keep the latest cuff force [N]."""
         self.force = np.array([msg.wrench.force.x, msg.wrench.force.y, msg.wrench.force.z])
-        self.latch.on_wrench(time.monotonic())
+        self.latch.on_signal("ft_sensor/wrench", time.monotonic())
 
     def on_joint_state(self, msg: JointState) -> None:
         """Check one state of the arm against every rule."""

@@ -28,14 +28,18 @@ class SafetyLatch:
     """Latching stop logic of the safety supervisor.
 
     Args:
-        state_timeout: Age [s] after which joint states or F/T readings count as missing.
+        signal_timeouts: Per required signal (topic name), the age [s] after which it
+            counts as missing. ``joint_commands`` has a shorter timeout than the driver's
+            own, so that every command gap the driver reacts to also reaches the whole
+            graph through the heartbeat.
     """
 
-    state_timeout: float = 0.1
+    signal_timeouts: dict[str, float] = field(
+        default_factory=lambda: {"joint_states": 0.1, "ft_sensor/wrench": 0.1, "joint_commands": 0.08}
+    )
     latched: bool = False
     causes: list[str] = field(default_factory=list)
-    _last_state: Optional[float] = None
-    _last_wrench: Optional[float] = None
+    _last_seen: dict[str, float] = field(default_factory=dict)
     _violations: list[Violation] = field(default_factory=list)
 
     def _latch(self, cause: str) -> None:
@@ -45,14 +49,14 @@ class SafetyLatch:
 
     def on_state(self, now: float, violations: Sequence[Violation]) -> None:
         """Record a checked joint state received at ``now`` [s] and latch on violations."""
-        self._last_state = now
+        self.on_signal("joint_states", now)
         self._violations = list(violations)
         for violation in violations:
             self._latch(str(violation))
 
-    def on_wrench(self, now: float) -> None:
-        """Record that an F/T reading arrived at ``now`` [s]."""
-        self._last_wrench = now
+    def on_signal(self, name: str, now: float) -> None:
+        """Record that required signal ``name`` arrived at ``now`` [s]."""
+        self._last_seen[name] = now
 
     def estop(self, reason: str = "e-stop requested") -> None:
         """Latch a stop now."""
@@ -60,10 +64,11 @@ class SafetyLatch:
 
     def _missing_signals(self, now: float) -> list[str]:
         missing = []
-        for name, stamp in (("joint_states", self._last_state), ("ft_sensor/wrench", self._last_wrench)):
+        for name, timeout in self.signal_timeouts.items():
+            stamp = self._last_seen.get(name)
             if stamp is None:
                 missing.append(f"no {name} received yet")
-            elif now - stamp > self.state_timeout:
+            elif now - stamp > timeout:
                 missing.append(f"{name} stale ({(now - stamp) * 1e3:.0f} ms old)")
         return missing
 
