@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 import time
 
 import numpy as np
@@ -39,30 +40,43 @@ def test_bad_parameters_exit_2_with_one_clear_line(start_node, module, name, par
 
 
 def test_driver_refuses_nan_and_malformed_commands(start_node, ros_client):
-    """With motion permitted, NaN or misnamed joint commands never move the arm."""
+    """With the supervisor satisfied, NaN or misnamed joint commands never move the arm."""
     states = []
     ros_client.create_subscription(
         JointState, "joint_states", lambda m: states.append(np.array(m.position)), topic_qos("joint_states")
     )
     commands = ros_client.create_publisher(JointState, "joint_commands", topic_qos("joint_commands"))
-    driver = start_node("driver_node", "hardware_driver", hardware="sim")
-    supervisor = start_node("supervisor_node", "safety_supervisor", patient=str(resources.example_patient()))
-    nodes = [driver, supervisor]
-    wait_for(lambda: "motion permitted" in supervisor.output() and states, 60, "motion to be permitted", nodes)
-    rest = states[-1].copy()
     bad = [
         JointState(name=list(JOINT_NAMES), position=[math.nan] * 4, velocity=[0.0] * 4, effort=[0.0] * 4),
-        JointState(name=list(JOINT_NAMES), position=list(rest + [0, 0, 0, 0.3]), velocity=[math.inf] * 4,
+        JointState(name=list(JOINT_NAMES), position=[0.0, 0.1, 0.0, 0.6], velocity=[math.inf] * 4,
                    effort=[0.0] * 4),
         JointState(name=["elbow"], position=[1.0], velocity=[0.0], effort=[0.0]),
         JointState(name=list(JOINT_NAMES), position=[0.5], velocity=[], effort=[]),
     ]
-    deadline = time.monotonic() + 1.5
-    while time.monotonic() < deadline:
-        for msg in bad:
-            commands.publish(msg)
-        time.sleep(0.01)
-    wait_for(lambda: "joint command refused" in driver.output(), 10, "the driver to refuse the commands", nodes)
-    drift = np.max(np.abs(np.array(states[-200:]) - rest))
+    # Bad commands keep arriving (so the supervisor sees a live command stream and permits
+    # motion); the driver must refuse every one of them.
+    stop = threading.Event()
+
+    def publish_bad():
+        while not stop.is_set():
+            for msg in bad:
+                commands.publish(msg)
+            time.sleep(0.01)
+
+    publisher = threading.Thread(target=publish_bad, daemon=True)
+    publisher.start()
+    try:
+        driver = start_node("driver_node", "hardware_driver", hardware="sim")
+        supervisor = start_node("supervisor_node", "safety_supervisor", patient=str(resources.example_patient()))
+        nodes = [driver, supervisor]
+        wait_for(lambda: "motion permitted" in supervisor.output() and len(states) > 10, 60,
+                 "motion to be permitted", nodes)
+        wait_for(lambda: "joint command refused" in driver.output(), 10, "the driver to refuse commands", nodes)
+        count = len(states)
+        wait_for(lambda: len(states) > count + 500, 10, "a second of joint_states", nodes)
+    finally:
+        stop.set()
+        publisher.join()
+    drift = np.max(np.abs(np.array(states[count:]) - states[count]))
     assert drift < 0.005, f"the arm moved {drift:.4f} rad on refused commands"
     assert driver.process.poll() is None, "bad commands must not crash the driver"

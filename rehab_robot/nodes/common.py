@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import signal
 import sys
+import traceback
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
@@ -143,6 +145,34 @@ class GracefulNode(Node):
 
     #: Default ROS name of the node, also used in start-up error messages.
     node_name = "rehab_robot_node"
+    #: Traceback text of the first exception a callback raised (a bug): the node then exits.
+    fatal_error: Optional[str] = None
+
+    def _guarded(self, callback: Callable) -> Callable:
+        # The events executor logs callback exceptions and carries on; a safety node with
+        # a broken callback must stop instead (the launcher then stops the graph).
+        @functools.wraps(callback)
+        def guarded(*args, **kwargs):
+            try:
+                return callback(*args, **kwargs)
+            except Exception:  # noqa: BLE001 - any exception here is a bug to report
+                if self.fatal_error is None:
+                    self.fatal_error = traceback.format_exc()
+                raise
+
+        return guarded
+
+    def create_timer(self, timer_period_sec, callback, *args, **kwargs):
+        """Like :meth:`rclpy.node.Node.create_timer`; an exception in ``callback`` ends the node."""
+        return super().create_timer(timer_period_sec, self._guarded(callback), *args, **kwargs)
+
+    def create_subscription(self, msg_type, topic, callback, *args, **kwargs):
+        """Like :meth:`rclpy.node.Node.create_subscription`; an exception in ``callback`` ends the node."""
+        return super().create_subscription(msg_type, topic, self._guarded(callback), *args, **kwargs)
+
+    def create_service(self, srv_type, srv_name, callback, *args, **kwargs):
+        """Like :meth:`rclpy.node.Node.create_service`; an exception in ``callback`` ends the node."""
+        return super().create_service(srv_type, srv_name, self._guarded(callback), *args, **kwargs)
 
     def on_shutdown_request(self, executor: SingleThreadedExecutor) -> None:
         """Finish work before exit (default: nothing)."""
@@ -198,8 +228,15 @@ def run(node_factory: Callable[[], GracefulNode], args: Optional[list[str]] = No
         node = node_factory()
         executor = make_executor()
         executor.add_node(node)
-        while rclpy.ok() and not stop_requested and not node.finished():
-            executor.spin_once(timeout_sec=0.05)
+        while rclpy.ok() and not stop_requested and not node.finished() and node.fatal_error is None:
+            try:
+                executor.spin_once(timeout_sec=0.05)
+            except Exception:  # noqa: BLE001 - the wait-set executor re-raises callback errors
+                if node.fatal_error is None:
+                    node.fatal_error = traceback.format_exc()
+        if node.fatal_error is not None:
+            print(f"{node.get_name()}: internal error, stopping:\n{node.fatal_error}", file=sys.stderr, flush=True)
+            status = 1
         node.on_shutdown_request(executor)
     except RehabRobotError as exc:
         name = getattr(node_factory, "node_name", sys.argv[0].rsplit("/", 1)[-1])

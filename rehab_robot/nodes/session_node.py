@@ -171,7 +171,7 @@ class SessionManagerNode(GracefulNode):
             self._permitted_since = now
         if self.runner.state is SessionState.IDLE and self.autostart:
             reason = self.not_ready_reason() or self.heartbeat.closed_reason(now)
-            if not reason and now - self._permitted_since >= READY_SETTLE:
+            if permitted and not reason and now - self._permitted_since >= READY_SETTLE:
                 self.on_start(None, Trigger.Response())
             elif now > self.ready_deadline:
                 self.runner.abort(now, f"arm not ready within the ready timeout: {reason or 'motion permitted only intermittently'}")
