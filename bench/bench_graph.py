@@ -158,7 +158,7 @@ def main() -> int:
 
             def trial(stop, results):
                 # Trigger only while the elbow moves fast: a stop at a turnaround proves nothing.
-                if not probe.wait(lambda: probe.elbow_speed > 0.5, 20):
+                if not probe.wait(lambda: probe.elbow_speed > 0.8, 20):
                     print("  trial skipped: the arm did not get moving")
                     return
                 speeds.append(probe.elbow_speed)
