@@ -16,7 +16,6 @@ export RMW_IMPLEMENTATION ?= rmw_fastrtps_cpp
 ifneq ($(filter humble iron,$(ROS_DISTRO)),)
 export ROS_LOCALHOST_ONLY := 1
 endif
-export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: venv demo test unit integration bench clean
 

@@ -15,7 +15,7 @@ import functools
 import math
 import os.path
 from dataclasses import dataclass, field
-from typing import Mapping, Union
+from typing import Mapping, Optional, Union
 
 from rehab_robot import resources
 from rehab_robot.errors import ConfigError
@@ -83,12 +83,16 @@ class TopicSpec:
         streaming: High-rate state where only the newest sample matters: published
             best effort, so a lost sample is a gap, never a stall while the reliable
             protocol repairs it. The rest is reliable.
+        keep_last_for_late_joiners: The last message is kept for subscribers that
+            match after it was sent (transient local), so a command is not lost to
+            discovery still under way; its receivers check its stamp for staleness.
     """
 
     name: str
     type: str
     description: str
     streaming: bool = False
+    keep_last_for_late_joiners: bool = False
 
 
 @functools.lru_cache(maxsize=1)
@@ -126,7 +130,8 @@ RECORDED_TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec("joint_commands", "sensor_msgs/msg/JointState",
               "drive setpoints: position [rad], velocity [rad/s], feed-forward effort [N·m]", streaming=True),
     TopicSpec("joint_trajectory", "trajectory_msgs/msg/JointTrajectory",
-              "trajectory sent by the session manager to the controller"),
+              "trajectory sent by the session manager to the controller; header.stamp = start time",
+              keep_last_for_late_joiners=True),
     TopicSpec("safety/heartbeat", "std_msgs/msg/Bool", "True while motion is permitted", streaming=True),
     TopicSpec("session/status", "diagnostic_msgs/msg/DiagnosticStatus", "session state and progress"),
     TopicSpec("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", "health of every node"),
@@ -245,6 +250,6 @@ def node_parameters(node: NodeSpec, arguments: Mapping[str, str]) -> dict[str, o
     return {name: resolve(value, typed) for name, value in node.parameters.items()}
 
 
-def is_streaming(topic: str) -> bool:
-    """Return True if ``topic`` is one of the graph's best-effort streaming topics."""
-    return any(t.name == topic and t.streaming for t in RECORDED_TOPICS)
+def topic_spec(topic: str) -> Optional[TopicSpec]:
+    """Return the graph's description of ``topic``, or None if it is not a graph topic."""
+    return next((t for t in RECORDED_TOPICS if t.name == topic), None)

@@ -160,3 +160,32 @@ def test_long_pause_aborts_the_session():
     assert runner.state is SessionState.PAUSED
     run_until(arm, t + 4.0, t + 6.0, permitted=False)
     assert runner.state is SessionState.ABORTED and "paused for more than 5 s" in runner.end_reason
+
+
+def test_glitch_resumes_by_itself_but_a_long_stop_does_not():
+    """A short loss of permission resumes after permission has held; a long one waits for resume."""
+    runner, arm = started_session(auto_resume_limit=3, glitch_time=1.0, resume_settle=2.0)
+    t = run_until(arm, 0.0, 1.2)
+    t = run_until(arm, t, t + 0.3, permitted=False)  # 300 ms glitch
+    assert runner.state is SessionState.PAUSED
+    t = run_until(arm, t, t + 1.9)
+    assert runner.state is SessionState.PAUSED, "not before permission has held for 2 s"
+    t = run_until(arm, t, t + 0.3)
+    assert runner.state is SessionState.RUNNING
+    assert any("resumed automatically after a 3" in e["event"] for e in runner.events)
+    assert arm.started > t - 0.3, "the resume sent a new motion, which the arm took"
+    assert arm.segment.sample(0.0)[0][0] == pytest.approx(arm.position[ELBOW], abs=1e-3)
+
+    t = run_until(arm, t, t + 1.5, permitted=False)  # 1.5 s stop, e.g. an e-stop then a reset
+    t = run_until(arm, t, t + 5.0)
+    assert runner.state is SessionState.PAUSED, "a long stop needs a clinician's resume"
+
+
+def test_clinician_pause_never_resumes_by_itself():
+    """A pause asked for by the clinician stays paused whatever the heartbeat does."""
+    runner, arm = started_session(auto_resume_limit=3)
+    t = run_until(arm, 0.0, 1.2)
+    runner.pause(t, arm.position)
+    t = run_until(arm, t, t + 0.2, permitted=False)
+    run_until(arm, t, t + 5.0)
+    assert runner.state is SessionState.PAUSED

@@ -16,7 +16,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 
 from rehab_robot import graph
@@ -30,13 +30,23 @@ STALE = DiagnosticStatus.STALE
 
 #: QoS of high-rate state topics (see graph.TopicSpec.streaming): best effort, newest samples.
 STREAMING_QOS = QoSProfile(reliability=ReliabilityPolicy.BEST_EFFORT, history=HistoryPolicy.KEEP_LAST, depth=10)
-#: QoS of event topics (trajectories, status, diagnostics): reliable.
+#: QoS of event topics (status, diagnostics): reliable.
 EVENT_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10)
+#: QoS of commands that must survive discovery (trajectories): reliable, last one kept.
+LATE_JOINER_QOS = QoSProfile(
+    reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=1,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
+)
 
 
 def topic_qos(topic: str) -> QoSProfile:
     """Return the QoS every publisher and subscriber of graph topic ``topic`` uses."""
-    return STREAMING_QOS if graph.is_streaming(topic) else EVENT_QOS
+    spec = graph.topic_spec(topic)
+    if spec is not None and spec.streaming:
+        return STREAMING_QOS
+    if spec is not None and spec.keep_last_for_late_joiners:
+        return LATE_JOINER_QOS
+    return EVENT_QOS
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,8 @@ PARAMETERS = (
     ParamSpec("rate", 100.0, "command rate [Hz]", "20 to 1000 Hz", lambda v: 20.0 <= v <= 1000.0),
     ParamSpec("heartbeat_timeout", 0.05, "age after which the safety heartbeat counts as lost [s]",
               "0.005 to 0.2 s", lambda v: 0.005 <= v <= 0.2),
+    ParamSpec("max_trajectory_age", 0.5, "oldest trajectory start stamp accepted [s]", "0.01 to 5 s",
+              lambda v: 0.01 <= v <= 5.0),
     ParamSpec("start_tolerance", 0.05, "largest gap between a trajectory's first point and the setpoint [rad]",
               "0.001 to 0.5 rad", lambda v: 0.001 <= v <= 0.5),
 )
@@ -54,6 +56,7 @@ class MotionControllerNode(GracefulNode):
         )
         self.heartbeat = HeartbeatMonitor(p["heartbeat_timeout"])
         self.start_tolerance = p["start_tolerance"]
+        self.max_trajectory_age = p["max_trajectory_age"]
         self.measured: Optional[np.ndarray] = None
         self.setpoint: Optional[np.ndarray] = None
         self.trajectory: Optional[SampledTrajectory] = None
@@ -85,14 +88,32 @@ class MotionControllerNode(GracefulNode):
     def on_trajectory(self, msg: JointTrajectory) -> None:
         """Start tracking a trajectory, or refuse it with a logged reason."""
         try:
+            delay = self.start_delay(msg)
             trajectory, joints = self.validate(msg)
         except ValueError as exc:
             self.last_error = f"trajectory refused: {exc}"
             self.get_logger().error(self.last_error)
             return
         self.trajectory, self.trajectory_joints = trajectory, joints
-        self.trajectory_start = time.monotonic()
+        self.trajectory_start = time.monotonic() + delay
         self.last_error = ""
+
+    def start_delay(self, msg: JointTrajectory) -> float:
+        """Return when [s from now] ``msg`` starts: at its header stamp, or now if the stamp is zero.
+
+        Raises:
+            ValueError: if the stamp is older than ``max_trajectory_age`` (a stale command,
+                e.g. the last one kept for late joiners when this controller restarted).
+        """
+        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        if stamp == 0.0:
+            return 0.0
+        delay = stamp - self.get_clock().now().nanoseconds * 1e-9
+        if delay < -self.max_trajectory_age:
+            raise ValueError(
+                f"trajectory is stale: it started {-delay:.2f} s ago (allowed: {self.max_trajectory_age:.2f} s)"
+            )
+        return delay
 
     def validate(self, msg: JointTrajectory) -> tuple[SampledTrajectory, list[int]]:
         """Return the trajectory of ``msg`` and its joint indices, checked against the limits.

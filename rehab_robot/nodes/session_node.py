@@ -41,6 +41,8 @@ PARAMETERS = (
     ParamSpec("exit_when_done", False, "exit once the session has ended and the report is written"),
     ParamSpec("ready_timeout", 30.0, "how long autostart waits for the arm to be ready [s]", "> 0 s", positive),
     ParamSpec("pause_timeout", 300.0, "a session paused longer than this is aborted [s]", "> 0 s", positive),
+    ParamSpec("auto_resume_limit", 3, "glitches (< 1 s without motion permission) the session resumes from "
+              "by itself after 2 s of permission; 0: never", "0 to 10", lambda v: 0 <= v <= 10),
     ParamSpec("tick_rate", 50.0, "session update rate [Hz]", "10 to 200 Hz", lambda v: 10.0 <= v <= 200.0),
 )
 
@@ -74,7 +76,8 @@ class SessionManagerNode(GracefulNode):
         self.exit_when_done = p["exit_when_done"]
         self.ready_deadline = time.monotonic() + p["ready_timeout"]
         self.runner = SessionRunner(
-            self.protocol, self.joint_names, self.protocol.max_velocity, pause_timeout=p["pause_timeout"]
+            self.protocol, self.joint_names, self.protocol.max_velocity,
+            pause_timeout=p["pause_timeout"], auto_resume_limit=p["auto_resume_limit"],
         )
         self.heartbeat = HeartbeatMonitor()
         self.position: Optional[np.ndarray] = None
@@ -176,7 +179,10 @@ class SessionManagerNode(GracefulNode):
             elif now > self.ready_deadline:
                 self.runner.abort(now, f"arm not ready within the ready timeout: {reason or 'motion permitted only intermittently'}")
         if self.position is not None:
+            resumes = self.runner.auto_resumes
             self.runner.update(now, self.position, self.force_norm, permitted)
+            if self.runner.auto_resumes > resumes:
+                self.get_logger().warning(f"session resumed automatically: {self.runner.events[-1]['event']}")
         self.flush_motion()
         if now - self._last_status >= STATUS_PERIOD:
             self._last_status = now
@@ -188,7 +194,10 @@ class SessionManagerNode(GracefulNode):
         """Send the motions the runner has queued."""
         while (segment := self.runner.take_motion()) is not None:
             trajectory = SampledTrajectory.from_segment(segment, TRAJECTORY_STEP)
-            self.trajectory_pub.publish(trajectory_msg([self.protocol.joint], trajectory))
+            msg = trajectory_msg([self.protocol.joint], trajectory)
+            # Stamped with its start: a controller that receives it late (discovery) knows.
+            msg.header.stamp = self.get_clock().now().to_msg()
+            self.trajectory_pub.publish(msg)
 
     def write_report(self) -> None:
         """Write the report of the finished session."""

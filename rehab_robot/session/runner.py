@@ -96,6 +96,10 @@ class SessionRunner:
         brake_time: Length [s] of the smooth stop on pause or stop.
         pause_timeout: A session paused longer than this [s] is aborted (an unattended
             session must end, with a report, rather than wait forever).
+        auto_resume_limit: How many glitches (motion permission lost for less than
+            ``glitch_time`` [s]) the session resumes from by itself, once permission has
+            held for ``resume_settle`` [s]. 0 disables it; a clinician's pause or a longer
+            stop (a latched one lasts until reset) always waits for ``resume``.
     """
 
     def __init__(
@@ -107,6 +111,9 @@ class SessionRunner:
         settle_timeout: float = 2.0,
         brake_time: float = 0.4,
         pause_timeout: float = float("inf"),
+        auto_resume_limit: int = 0,
+        glitch_time: float = 1.0,
+        resume_settle: float = 2.0,
     ) -> None:
         self.protocol = protocol
         self.joint_index = list(joint_names).index(protocol.joint)
@@ -115,6 +122,12 @@ class SessionRunner:
         self.settle_timeout = settle_timeout
         self.brake_time = brake_time
         self.pause_timeout = pause_timeout
+        self.auto_resume_limit = auto_resume_limit
+        self.glitch_time = glitch_time
+        self.resume_settle = resume_settle
+        self.auto_resumes = 0
+        self._interrupted_at: Optional[float] = None
+        self._permitted_again_at: Optional[float] = None
         self._paused_since = 0.0
         self.steps = plan_steps(protocol)
         self.metrics = SessionMetrics(tuple(joint_names))
@@ -155,6 +168,7 @@ class SessionRunner:
             return False, f"cannot pause: session is {self.state.value}"
         self._interrupt(now)
         self._enter_pause(now, reason)
+        self._interrupted_at = None
         return True, "session paused"
 
     def resume(self, now: float, position: np.ndarray, motion_permitted: bool) -> tuple[bool, str]:
@@ -220,12 +234,15 @@ class SessionRunner:
             self._finish(now, SessionState.ABORTED,
                          f"paused for more than {self.pause_timeout:g} s ({self.pause_reason})")
             return
+        if self.state is SessionState.PAUSED and self._interrupted_at is not None:
+            self._maybe_auto_resume(now, position, motion_permitted)
         if self.state is not SessionState.RUNNING:
             return
         if not motion_permitted:
             # The controller has already dropped the motion and the drives hold: send nothing.
             self._interrupt(now, smooth_stop=False)
             self._enter_pause(now, "safety stop: motion not permitted by the safety supervisor")
+            self._interrupted_at, self._permitted_again_at = now, None
             return
         step = self.steps[self.step_index]
         elapsed = now - self._step_started
@@ -318,6 +335,26 @@ class SessionRunner:
         elif step is not None and not step.moves:
             self._hold_remaining = max(self._step_duration - (now - self._step_started), 0.0)
         self._segment = None
+
+    def _maybe_auto_resume(self, now: float, position: np.ndarray, motion_permitted: bool) -> None:
+        # A glitch (permission back within glitch_time, e.g. a late heartbeat) is not a
+        # safety stop: a latched stop keeps permission away until a clinician's reset,
+        # which takes longer. After a glitch the session resumes once permission has held
+        # for resume_settle, at most auto_resume_limit times.
+        if not motion_permitted:
+            self._permitted_again_at = None
+            return
+        if self._permitted_again_at is None:
+            self._permitted_again_at = now
+            if now - self._interrupted_at > self.glitch_time or self.auto_resumes >= self.auto_resume_limit:
+                self._interrupted_at = None  # a real stop, or too many glitches: wait for a clinician
+            return
+        if now - self._permitted_again_at >= self.resume_settle:
+            gap = self._permitted_again_at - self._interrupted_at
+            self._interrupted_at = None
+            self.auto_resumes += 1
+            self.resume(now, position, True)
+            self._event(now, f"resumed automatically after a {gap * 1e3:.0f} ms interruption")
 
     def _enter_pause(self, now: float, reason: str) -> None:
         self.state = SessionState.PAUSED
