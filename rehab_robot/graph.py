@@ -20,7 +20,7 @@ from typing import Mapping, Optional, Union
 from rehab_robot import resources
 from rehab_robot.errors import ConfigError
 
-PACKAGE = "rehab_robot"
+PACKAGE = resources.PACKAGE
 
 
 @dataclass(frozen=True)

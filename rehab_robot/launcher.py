@@ -34,7 +34,6 @@ from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, TextIO
 
-import yaml
 
 from rehab_robot import graph
 from rehab_robot.errors import ConfigError, RehabRobotError

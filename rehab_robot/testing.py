@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from rehab_robot.ros_env import localhost_env
@@ -63,9 +64,7 @@ class BackgroundSpinner:
     """
 
     def __init__(self, node, context) -> None:
-        import threading
-
-        from rehab_robot.nodes.common import make_executor
+        from rehab_robot.nodes.common import make_executor  # rclpy only where a client spins
 
         self.executor = make_executor(context)
         self.executor.add_node(node)

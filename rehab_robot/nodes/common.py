@@ -25,7 +25,6 @@ from rehab_robot.errors import ConfigError, RehabRobotError
 OK = DiagnosticStatus.OK
 WARN = DiagnosticStatus.WARN
 ERROR = DiagnosticStatus.ERROR
-STALE = DiagnosticStatus.STALE
 
 
 #: QoS of high-rate state topics (see graph.TopicSpec.streaming): best effort, newest samples.

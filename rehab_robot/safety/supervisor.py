@@ -18,7 +18,7 @@ hiccup into a stop that needs a clinician's reset.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Sequence
 
 from rehab_robot.safety.rules import Violation
 
