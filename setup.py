@@ -36,6 +36,7 @@ setup(
         ],
         "rehab_robot.hardware": [
             "sim = rehab_robot.hardware.sim:SimulatedArm",
+            "sim_faults = rehab_robot.hardware.fault_injection:FaultInjectingArm",
         ],
     },
 )

@@ -134,6 +134,12 @@ RECORDED_TOPICS: tuple[TopicSpec, ...] = (
               keep_last_for_late_joiners=True),
     TopicSpec("safety/heartbeat", "std_msgs/msg/Bool", "True while motion is permitted", streaming=True),
     TopicSpec("session/status", "diagnostic_msgs/msg/DiagnosticStatus", "session state and progress"),
+    TopicSpec("safety/status", "diagnostic_msgs/msg/DiagnosticStatus",
+              "safety supervisor verdict, its cause and the operator's reset count; sent on change",
+              keep_last_for_late_joiners=True),
+    TopicSpec("hardware/status", "diagnostic_msgs/msg/DiagnosticStatus",
+              "driver state (starting, holding, following, fault) and the fault's joint and reason; sent on change",
+              keep_last_for_late_joiners=True),
     TopicSpec("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", "health of every node"),
 )
 
@@ -181,6 +187,7 @@ def nodes() -> list[NodeSpec]:
                 "autostart": Arg("autostart"),
                 "exit_when_done": Arg("exit_when_done"),
                 "pause_timeout": Arg("pause_timeout"),
+                "wait_for_nodes": ["motion_controller", "session_recorder"],
             },
             stop_rank=0,
             ends_graph=True,

@@ -13,6 +13,7 @@ Subcommands::
     rehab-robot check --patient F --protocol F [--robot-description U]
     rehab-robot repair-bag PATH
     rehab-robot graph
+    rehab-robot emulate DEVICE [options]   (an emulated device: rehab_robot.emulators.DEVICE)
 
 User errors (bad argument, invalid file, unknown backend) print one line
 ``rehab-robot: error: ...`` and exit with status 2, without a traceback.
@@ -749,6 +750,26 @@ def cmd_repair_bag(args: argparse.Namespace) -> int:
     return 0
 
 
+def available_emulators() -> list[str]:
+    """Return the device emulators of :mod:`rehab_robot.emulators` by name."""
+    import pkgutil
+
+    import rehab_robot.emulators
+
+    return sorted(m.name for m in pkgutil.iter_modules(rehab_robot.emulators.__path__) if not m.name.startswith("_"))
+
+
+def cmd_emulate(args: argparse.Namespace) -> int:
+    """``rehab-robot emulate DEVICE ...``: run an emulated device until Ctrl-C."""
+    import importlib
+
+    emulators = available_emulators()
+    if args.device not in emulators:
+        raise ConfigError(f"unknown device {args.device!r} to emulate; available: {', '.join(emulators) or 'none'}")
+    module = importlib.import_module(f"rehab_robot.emulators.{args.device}")
+    return module.main(list(args.options))
+
+
 def _describe_value(value: Any) -> str:
     if isinstance(value, graph.Arg):
         return f"$({value.name})"
@@ -820,6 +841,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     graph_cmd = sub.add_parser("graph", help="print the nodes, parameters and launch arguments")
     graph_cmd.set_defaults(func=cmd_graph)
+
+    emulate = sub.add_parser("emulate", help="run an emulated device (for tests and demos without hardware)")
+    emulate.add_argument("device", help="the device to emulate (rehab_robot.emulators.DEVICE)")
+    emulate.add_argument("options", nargs=argparse.REMAINDER, help="the emulator's own options (DEVICE --help)")
+    emulate.set_defaults(func=cmd_emulate)
     return parser
 
 

@@ -69,10 +69,14 @@ def wait_for(predicate, timeout: float, what: str, nodes=()) -> None:
             return
         for node in nodes:
             if node.process.poll() is not None:
-                pytest.fail(f"{node.name} exited ({node.process.returncode}) while waiting for {what}:\n{node.output()}")
+                pytest.fail(f"{node.name} exited ({node.process.returncode}) while waiting for {what}\n"
+                            + _node_logs(nodes))
         time.sleep(0.02)
-    logs = "\n".join(f"--- {n.name} ---\n{n.output()[-3000:]}" for n in nodes)
-    pytest.fail(f"timed out after {timeout} s waiting for {what}\n{logs}")
+    pytest.fail(f"timed out after {timeout} s waiting for {what}\n" + _node_logs(nodes))
+
+
+def _node_logs(nodes) -> str:
+    return "\n".join(f"--- {n.name} ---\n{n.output()[-3000:]}" for n in nodes)
 
 
 _clients: dict = {}

@@ -7,10 +7,12 @@ from rehab_robot.hardware.interface import JointCommand
 from rehab_robot.safety.gate import HeartbeatMonitor, MotionGate
 
 HERE = np.array([0.1, 0.2, 0.0, 0.5])
+#: A commanded velocity [rad/s] of a motion under way (the elbow starting to move).
+MOVING = np.array([0.0, 0.0, 0.0, 0.01])
 
 
-def command(position=HERE):
-    return JointCommand(np.array(position, float), np.zeros(4), np.zeros(4))
+def command(position=HERE, velocity=MOVING):
+    return JointCommand(np.array(position, float), np.array(velocity, float), np.zeros(4))
 
 
 def open_gate(now=0.0):
@@ -67,7 +69,31 @@ def test_gate_waits_for_a_matching_command_after_hold():
     decision = gate.decide(0.0, HERE)
     assert not decision.move and "away from the arm" in decision.reason
     gate.on_command(0.01, command(HERE + 0.01))
+    decision = gate.decide(0.01, HERE)
+    assert decision.move
+    np.testing.assert_allclose(decision.command.position, HERE + 0.01)
+
+
+def test_gate_keeps_holding_for_commands_that_do_not_move():
+    """A controller that only follows the arm (session paused) never takes it out of hold."""
+    gate = MotionGate()
+    gate.on_heartbeat(0.0, True)
+    gate.on_command(0.0, command(velocity=np.zeros(4)))
+    decision = gate.decide(0.0, HERE)
+    assert not decision.move and "motion starts" in decision.reason
+    gate.on_command(0.01, command())
     assert gate.decide(0.01, HERE).move
+    gate.on_command(0.02, command(velocity=np.zeros(4)))
+    assert gate.decide(0.02, HERE).move, "once following, a hold point of the motion is followed"
+
+
+def test_disengage_requires_a_new_matching_motion():
+    """After disengage() (a fault cleared) the drives wait for a new motion from where the arm is."""
+    gate = open_gate()
+    assert gate.decide(0.0, HERE).move
+    gate.disengage()
+    gate.on_command(0.01, command(HERE + 0.2))
+    assert not gate.decide(0.01, HERE).move
 
 
 def test_engaged_gate_follows_commands_that_move_away():
@@ -124,3 +150,15 @@ def test_gate_closes_for_an_interruption_it_did_not_see():
     gate.on_command(0.08, command())
     assert gate.decide(0.08, HERE).reason == "safety heartbeat interrupted"
     assert gate.decide(0.081, HERE).move
+
+
+def test_drive_stop_reported_by_the_driver_counts_as_interruption():
+    """A stop only the driver saw (its own heartbeat gap, a fault) interrupts the others too."""
+    monitor = HeartbeatMonitor(0.05)
+    monitor.on_heartbeat(0.0, True)
+    monitor.on_heartbeat(0.01, True)
+    assert not monitor.take_interruption()
+    monitor.on_drives_stopped("safety heartbeat lost (61 ms old)")
+    assert monitor.permits(0.02), "the heartbeat itself is still fresh and True"
+    assert monitor.take_interruption() and not monitor.take_interruption()
+    assert monitor.interruption == "drives stopped: safety heartbeat lost (61 ms old)"

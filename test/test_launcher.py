@@ -501,6 +501,10 @@ def cli(*args, cwd=None):
         (["run", "autostart:=maybe"], "autostart:='maybe': allowed values are true, false"),
         (["run", "--hardware", "no_such_drive"], "unknown hardware backend 'no_such_drive'"),
         (["run", "hardware_options:=[1, 2]"], "a YAML mapping is required"),
+        (["run", "hardware_options:={rate_hz: 10}"], "hardware option 'rate_hz'"),
+        (["run", "hardware_options:={initial_position: [0, 0, 0, .nan]}"], "initial_position"),
+        (["run", "--hardware", "sim_faults", "hardware_options:={fault_socket: /no/such/dir/f.sock}"],
+         "its folder does not exist"),
         (["run", "hardware:=sim", "--hardware", "other"], "launch argument hardware given twice"),
         (["run", "patient"], "expected a launch argument name:=value, got 'patient'"),
         (["run", "--no-such-option"], "unrecognized arguments: --no-such-option"),
@@ -544,4 +548,4 @@ def test_graph_and_backends_commands():
     for argument in graph.launch_arguments():
         assert f"  {argument.name} (" in done.stdout
     done = cli("backends")
-    assert done.returncode == 0 and done.stdout.startswith("sim ")
+    assert done.returncode == 0 and done.stdout.startswith("sim ") and "\nsim_faults " in done.stdout

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from rehab_robot.session.runner import SessionRunner, SessionState, plan_steps
+from rehab_robot.session.runner import UNNAMED_CAUSE, SessionRunner, SessionState, plan_steps
 
 JOINTS = ("shoulder_flexion", "shoulder_abduction", "shoulder_rotation", "elbow_flexion")
 ELBOW = 3
@@ -112,11 +112,58 @@ def test_safety_stop_pauses_and_resume_needs_permission():
     runner, arm = started_session()
     t = run_until(arm, 0.0, 1.2)
     arm.step(t, permitted=False)
-    assert runner.state is SessionState.PAUSED and "safety" in runner.pause_reason
+    assert runner.state is SessionState.PAUSED and "motion interrupted" in runner.pause_reason
     assert runner.take_motion() is None, "no motion is sent while motion is not permitted"
     assert not runner.resume(t, arm.position, False)[0]
     assert runner.resume(t, arm.position, True)[0]
-    assert any("safety stop" in e["event"] for e in runner.events)
+    assert any("motion interrupted" in e["event"] for e in runner.events)
+
+
+def test_interruption_is_recorded_with_its_real_cause():
+    """The pause names what stopped motion (a stale signal and its age, or the latched rule)."""
+    runner, arm = started_session()
+    t = run_until(arm, 0.0, 1.2)
+    runner.update(t, arm.position.copy(), 5.0, False, "joint_commands stale (96 ms old)")
+    assert runner.pause_reason == "motion interrupted: joint_commands stale (96 ms old)"
+    assert runner.events[-1] == {"time": pytest.approx(t, abs=1e-3), "event": runner.pause_reason}
+
+
+def test_interruption_recorded_before_its_cause_arrives_is_named_later():
+    """The cause, arriving after the stop itself, replaces the placeholder in the event and
+    the pause reason; a later interruption is not renamed by it."""
+    runner, arm = started_session()
+    t = run_until(arm, 0.0, 1.2)
+    runner.update(t, arm.position.copy(), 5.0, False, "")
+    assert runner.cause_pending and runner.pause_reason.endswith(UNNAMED_CAUSE)
+    runner.name_interruption("stop latched: hardware fault: read() failed")
+    assert not runner.cause_pending
+    assert runner.pause_reason == "motion interrupted: stop latched: hardware fault: read() failed"
+    assert runner.events[-1]["event"] == runner.pause_reason
+    runner.name_interruption("something else")
+    assert runner.events[-1]["event"] == runner.pause_reason
+
+
+def test_operator_pause_during_an_interruption_is_never_resumed_automatically():
+    """A pause asked for while a glitch pause waits to resume by itself becomes the operator's pause."""
+    runner, arm = started_session(auto_resume_limit=3, glitch_time=1.0, resume_settle=2.0)
+    t = run_until(arm, 0.0, 1.2)
+    t = run_until(arm, t, t + 0.3, permitted=False)  # a glitch: would resume by itself
+    ok, message = runner.pause(t, arm.position)
+    assert ok and "waits for session/resume" in message
+    assert "paused by the clinician" in runner.pause_reason
+    run_until(arm, t, t + 6.0)
+    assert runner.state is SessionState.PAUSED and runner.auto_resumes == 0
+    assert runner.resume(t + 6.0, arm.position, True)[0]
+
+
+def test_operator_stop_during_an_interruption_ends_the_session():
+    """A stop asked for while the session is interrupted ends it as stopped."""
+    runner, arm = started_session(auto_resume_limit=3)
+    t = run_until(arm, 0.0, 1.2)
+    t = run_until(arm, t, t + 0.3, permitted=False)
+    assert runner.stop(t)[0]
+    run_until(arm, t, t + 5.0)
+    assert runner.state is SessionState.STOPPED
 
 
 def test_stop_ends_session_with_smooth_stop():

@@ -17,6 +17,16 @@ Safety contract:
   * ``enable()`` lets ``write()`` setpoints take effect. Until the first
     ``write()`` after ``enable()`` the drive keeps holding.
   * ``close()`` disables and releases the device; it is idempotent.
+
+Fault contract:
+  * Any method may raise :class:`~rehab_robot.errors.HardwareError` naming the joint
+    (if one) and the reason; ``device_lost=True`` when the device no longer answers.
+    The driver then holds (calls ``disable()``, unless the device is lost), reports
+    the reason, and calls nothing but ``read()``, ``disable()``, ``diagnostics()`` and
+    ``close()`` until the operator's ``safety/reset`` makes it call ``clear_fault()``.
+  * ``read()`` and ``write()`` together must return within ``cycle_budget`` [s]. A
+    cycle over budget is counted; ``BUDGET_FAULT_CYCLES`` in a row are a fault.
+  * ``close()`` is always called, also after a fault.
 """
 
 from __future__ import annotations
@@ -25,6 +35,9 @@ import abc
 from dataclasses import dataclass, field
 
 import numpy as np
+
+#: Cycles in a row over ``cycle_budget`` that the driver treats as a fault.
+BUDGET_FAULT_CYCLES = 3
 
 
 @dataclass(frozen=True)
@@ -83,6 +96,24 @@ class HardwareInterface(abc.ABC):
     #: Joint names in the order of every array this backend reads and writes.
     joint_names: tuple[str, ...]
 
+    #: Longest time [s] ``read()`` plus ``write()`` may take in one driver cycle.
+    #: ``None``: half the driver's loop period. Set it from the device's transaction
+    #: time (e.g. a serial round trip at the configured baud rate) plus a margin.
+    cycle_budget: float | None = None
+
+    @classmethod
+    def check_options(cls, **options) -> None:
+        """Validate ``hardware_options`` without opening any device.
+
+        Called by ``rehab-robot`` before any node starts, so a wrong option is one line
+        and exit status 2 before anything moves. The options have already been bound
+        to the constructor's signature (unknown names are refused). Override it to check
+        values: files that must exist, ranges, joint names.
+
+        Raises:
+            ConfigError: naming the option and what is allowed.
+        """
+
     @abc.abstractmethod
     def read(self) -> JointSample:
         """Return the latest measurement of every joint and the F/T sensor."""
@@ -107,6 +138,21 @@ class HardwareInterface(abc.ABC):
     @abc.abstractmethod
     def enabled(self) -> bool:
         """True while ``write()`` setpoints take effect."""
+
+    def clear_fault(self) -> None:
+        """Clear a fault reported earlier, reconnecting where the device was lost.
+
+        Called only on the operator's ``safety/reset``, never automatically. The drives
+        must come back *disabled* (holding). Default: nothing to clear.
+
+        Raises:
+            HardwareError: if the fault is still present (the driver stays in FAULT).
+        """
+
+    def diagnostics(self) -> dict[str, str]:
+        """Return the backend's own diagnostic values, e.g. temperatures [°C], bus state,
+        error counters. Shown on ``/diagnostics`` under the driver. Must not block."""
+        return {}
 
     def close(self) -> None:
         """Disable the drives and release the device. Safe to call twice."""

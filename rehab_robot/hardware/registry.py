@@ -25,6 +25,7 @@ ENTRY_POINT_GROUP = "rehab_robot.hardware"
 #: name -> "module:Class" of the backends that ship with rehab_robot.
 BUILTIN_BACKENDS = {
     "sim": "rehab_robot.hardware.sim:SimulatedArm",
+    "sim_faults": "rehab_robot.hardware.fault_injection:FaultInjectingArm",
 }
 
 
@@ -59,15 +60,17 @@ def backend_class(name: str) -> type[HardwareInterface]:
     return cls
 
 
-def backend_options(text: str, cls: type, robot_description: str = "") -> dict:
-    """Parse the ``hardware_options`` YAML mapping for backend class ``cls``.
+def backend_options(text: str, cls: type, robot_description: str = "", loop_rate: float | None = None) -> dict:
+    """Parse the ``hardware_options`` YAML mapping for backend class ``cls`` and check it.
 
-    ``robot_description`` (the URDF path) is added when the backend takes it and the
-    options do not set it. The options are checked against the backend's signature, so
-    a misspelt option is refused before any process starts.
+    ``robot_description`` (the URDF path) and ``loop_rate`` (the driver's rate [Hz]) are
+    added when the backend takes them and the options do not set them. The options are bound to the backend's signature (a misspelt
+    option is refused) and checked by its ``check_options`` class method, which opens
+    no device, so a bad value is refused before any process starts.
 
     Raises:
-        ConfigError: if the text is not a YAML mapping or names options the backend lacks.
+        ConfigError: if the text is not a YAML mapping, names options the backend lacks,
+            or has a value the backend refuses.
     """
     try:
         options = yaml.safe_load(text) if text.strip() else {}
@@ -78,13 +81,15 @@ def backend_options(text: str, cls: type, robot_description: str = "") -> dict:
     if not isinstance(options, dict) or not all(isinstance(k, str) for k in options):
         raise ConfigError(f"hardware_options: {text!r} is not a mapping; a YAML mapping is required, such as '{{}}'")
     signature = inspect.signature(cls)
-    if robot_description and "robot_description" not in options and "robot_description" in signature.parameters:
-        options["robot_description"] = robot_description
+    for name, value in (("robot_description", robot_description), ("loop_rate", loop_rate)):
+        if value and name not in options and name in signature.parameters:
+            options[name] = value
     try:
         signature.bind(**options)
     except TypeError as exc:
         allowed = ", ".join(n for n in signature.parameters if n not in ("self", "args", "kwargs"))
         raise ConfigError(f"hardware_options for {cls.__name__}: {exc}; allowed options: {allowed}") from None
+    cls.check_options(**options)
     return options
 
 

@@ -215,6 +215,15 @@ class SimulatedArm(HardwareInterface):
 
     # -- HardwareInterface -----------------------------------------------------
 
+    #: read() is CPU work that catches the physics up to the clock (about 0.1 ms a cycle);
+    #: a budget this wide catches a stuck simulation without faulting on a busy machine.
+    cycle_budget = 0.01
+
+    @classmethod
+    def check_options(cls, **options) -> None:
+        """Validate the options by building the simulation (it opens no device)."""
+        SimulatedArm(**options).close()
+
     def read(self) -> JointSample:
         """Step the physics up to ``clock()`` and return the measurement."""
         with self._lock:

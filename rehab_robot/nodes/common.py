@@ -7,6 +7,7 @@ import math
 import os
 import signal
 import sys
+import time
 import traceback
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
@@ -18,17 +19,27 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
+from std_msgs.msg import Bool
 
 from rehab_robot import graph
 from rehab_robot.errors import ConfigError, RehabRobotError
+from rehab_robot.safety.gate import HeartbeatMonitor
 
 OK = DiagnosticStatus.OK
 WARN = DiagnosticStatus.WARN
 ERROR = DiagnosticStatus.ERROR
 
 
-#: QoS of high-rate state topics (see graph.TopicSpec.streaming): best effort, newest samples.
-STREAMING_QOS = QoSProfile(reliability=ReliabilityPolicy.BEST_EFFORT, history=HistoryPolicy.KEEP_LAST, depth=10)
+#: QoS of the publishers of high-rate state topics (see graph.TopicSpec.streaming): reliable,
+#: newest samples, as ros2_control's joint_state_broadcaster does, so that a subscriber with
+#: default QoS (rqt, MoveIt, a user's script) receives them and none of them sees an
+#: incompatible-QoS event.
+STREAMING_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10)
+#: QoS of our own subscribers of streaming topics: best effort, so a lost sample is a gap
+#: that the next one fills, never a stall while the reliable protocol repairs it.
+STREAMING_SUBSCRIBER_QOS = QoSProfile(
+    reliability=ReliabilityPolicy.BEST_EFFORT, history=HistoryPolicy.KEEP_LAST, depth=10
+)
 #: QoS of event topics (status, diagnostics): reliable.
 EVENT_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10)
 #: QoS of commands that must survive discovery (trajectories): reliable, last one kept.
@@ -39,13 +50,21 @@ LATE_JOINER_QOS = QoSProfile(
 
 
 def topic_qos(topic: str) -> QoSProfile:
-    """Return the QoS every publisher and subscriber of graph topic ``topic`` uses."""
+    """Return the QoS of the publisher of graph topic ``topic``."""
     spec = graph.topic_spec(topic)
     if spec is not None and spec.streaming:
         return STREAMING_QOS
     if spec is not None and spec.keep_last_for_late_joiners:
         return LATE_JOINER_QOS
     return EVENT_QOS
+
+
+def subscriber_qos(topic: str) -> QoSProfile:
+    """Return the QoS our own subscribers of graph topic ``topic`` use."""
+    spec = graph.topic_spec(topic)
+    if spec is not None and spec.streaming:
+        return STREAMING_SUBSCRIBER_QOS
+    return topic_qos(topic)
 
 
 @dataclass(frozen=True)
@@ -109,6 +128,32 @@ def declare_parameters(node: Node, specs: Sequence[ParamSpec]) -> dict[str, Any]
     return values
 
 
+def watch_heartbeat_and_drives(node: Node, monitor: HeartbeatMonitor) -> None:
+    """Feed ``monitor`` with the safety heartbeat and with the driver's stops.
+
+    A stop of the drives (``hardware/status`` counts them) is an interruption for every
+    node, whatever made the driver stop, even a heartbeat gap only the driver saw: all
+    parts then agree that the arm stopped, and no plan outlives the stop.
+    """
+    def on_heartbeat(msg: Bool) -> None:
+        monitor.on_heartbeat(time.monotonic(), msg.data)
+
+    stops_seen: list[int] = []
+
+    def on_hardware_status(msg: DiagnosticStatus) -> None:
+        values = {kv.key: kv.value for kv in msg.values}
+        try:
+            stops = int(values["quick_stops"])
+        except (KeyError, ValueError):
+            return
+        if stops_seen and stops > stops_seen[0]:
+            monitor.on_drives_stopped(msg.message)
+        stops_seen[:] = [stops]
+
+    node.create_subscription(Bool, "safety/heartbeat", on_heartbeat, subscriber_qos("safety/heartbeat"))
+    node.create_subscription(DiagnosticStatus, "hardware/status", on_hardware_status, subscriber_qos("hardware/status"))
+
+
 class DiagnosticsPublisher:
     """Publishes one DiagnosticStatus of a node on ``/diagnostics`` at a fixed rate.
 
@@ -154,6 +199,8 @@ class GracefulNode(Node):
 
     #: Default ROS name of the node, also used in start-up error messages.
     node_name = "rehab_robot_node"
+    #: Niceness of the whole process (every thread), set before DDS starts; 0 keeps it.
+    niceness = 0
     #: Traceback text of the first exception a callback raised (a bug): the node then exits.
     fatal_error: Optional[str] = None
 
@@ -191,16 +238,42 @@ class GracefulNode(Node):
         return False
 
 
-def raise_priority(node: Node, niceness: int = -10) -> None:
-    """Ask the OS to schedule this safety-critical process ahead of others (best effort).
+def raise_priority(niceness: int) -> Optional[str]:
+    """Schedule this process's threads ahead of normal ones; return why not, or None.
 
-    Heartbeats and the driver loop must not wait behind bulk work such as recording or
-    analysis. Without the privilege the node runs at normal priority and says so.
+    Call it before ``rclpy.init()``: Linux applies a niceness to the calling thread only,
+    and threads inherit it when they are created. The DDS threads (discovery, receive,
+    asynchronous send) created by ``rclpy.init()`` then share the loop's priority. If they
+    ran at normal priority, a CPU-bound neighbour could starve one of them while it holds
+    a lock that the loop's publish needs (priority inversion), and the loop would stall.
     """
     try:
         os.setpriority(os.PRIO_PROCESS, 0, niceness)
     except (PermissionError, OSError) as exc:
-        node.get_logger().warning(f"running at normal priority (could not set nice {niceness}: {exc})")
+        return f"running at normal priority (could not set nice {niceness}: {exc})"
+    return None
+
+
+def lock_memory() -> Optional[str]:
+    """Lock every page of this process in RAM (``mlockall``); return why not, or None.
+
+    The control loops must never wait for the disk. Without this, a busy machine (a tool
+    starting up reads hundreds of MB of libraries) evicts pages of our own code and
+    libraries from the page cache, and the loop thread that next runs them stalls in a
+    page fault for tens of milliseconds. Real-time control stacks do the same (ros2_control's
+    ``realtime_tools::lock_memory``). It needs CAP_IPC_LOCK or a large enough
+    ``ulimit -l``; without it the node runs unlocked and says so.
+    """
+    import ctypes
+
+    mcl_current, mcl_future = 1, 2
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.mlockall(mcl_current | mcl_future) != 0:
+            return f"memory not locked (mlockall: {os.strerror(ctypes.get_errno())}); page faults may delay the loop"
+    except (OSError, AttributeError) as exc:
+        return f"memory not locked ({exc}); page faults may delay the loop"
+    return None
 
 
 def make_executor(context=None):
@@ -223,6 +296,9 @@ def run(node_factory: Callable[[], GracefulNode], args: Optional[list[str]] = No
     User errors (:class:`RehabRobotError`) are printed as one line; the exit status is 2.
     Returns the process exit status.
     """
+    problems = []
+    if getattr(node_factory, "niceness", 0):
+        problems += [raise_priority(node_factory.niceness), lock_memory()]
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     stop_requested = []
 
@@ -235,6 +311,8 @@ def run(node_factory: Callable[[], GracefulNode], args: Optional[list[str]] = No
     status = 0
     try:
         node = node_factory()
+        for problem in filter(None, problems):
+            node.get_logger().warning(problem)
         executor = make_executor()
         executor.add_node(node)
         while rclpy.ok() and not stop_requested and not node.finished() and node.fatal_error is None:

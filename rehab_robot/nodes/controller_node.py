@@ -5,27 +5,32 @@ of the joints, the others hold), ``joint_states`` and ``safety/heartbeat``. Publ
 ``joint_commands`` (sensor_msgs/JointState setpoints) at ``rate``.
 
 While the heartbeat does not permit motion the controller drops its trajectory and
-follows the measured position, so that motion resumes without a jump.
+follows the measured position, so that motion resumes without a jump. The command
+stream runs on a thread of its own (:class:`~rehab_robot.periodic.PeriodicLoop`);
+callbacks only hand it the latest state, heartbeat and trajectory.
 """
 
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from typing import Optional
 
 import numpy as np
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Bool
 from trajectory_msgs.msg import JointTrajectory
 
 from rehab_robot.control.laws import CommandLimits, feedforward_command, limit_command
 from rehab_robot.control.trajectory import SampledTrajectory
 from rehab_robot.model import ArmModel
 from rehab_robot.nodes.common import (
-    ERROR, OK, WARN, DiagnosticsPublisher, GracefulNode, topic_qos, ParamSpec, declare_parameters, raise_priority, run,
+    ERROR, OK, WARN, DiagnosticsPublisher, GracefulNode, ParamSpec, declare_parameters, run, subscriber_qos,
+    topic_qos, watch_heartbeat_and_drives,
 )
 from rehab_robot.nodes.conversions import joint_arrays, joint_state_msg, sampled_trajectory
+from rehab_robot.nodes.nonblocking import LatestValuePublisher
+from rehab_robot.periodic import PeriodicLoop
 from rehab_robot.safety.gate import HeartbeatMonitor
 
 PARAMETERS = (
@@ -33,7 +38,8 @@ PARAMETERS = (
     ParamSpec("rate", 100.0, "command rate [Hz]", "20 to 1000 Hz", lambda v: 20.0 <= v <= 1000.0),
     ParamSpec("heartbeat_timeout", 0.05, "age after which the safety heartbeat counts as lost [s]",
               "0.005 to 0.2 s", lambda v: 0.005 <= v <= 0.2),
-    ParamSpec("max_trajectory_age", 0.5, "oldest trajectory start stamp accepted [s]", "0.01 to 5 s",
+    ParamSpec("max_trajectory_age", 2.0, "oldest trajectory start stamp accepted [s]; a trajectory that "
+              "arrives late, but within this age, starts when it arrives", "0.01 to 5 s",
               lambda v: 0.01 <= v <= 5.0),
     ParamSpec("start_tolerance", 0.05, "largest gap between a trajectory's first point and the setpoint [rad]",
               "0.001 to 0.5 rad", lambda v: 0.001 <= v <= 0.5),
@@ -44,11 +50,11 @@ class MotionControllerNode(GracefulNode):
     """The motion controller node (see module docstring)."""
 
     node_name = "motion_controller"
+    niceness = -10
 
     def __init__(self) -> None:
         super().__init__(self.node_name)
         p = declare_parameters(self, PARAMETERS)
-        raise_priority(self)
         self.model = ArmModel.from_urdf(p["robot_description"] or None)
         self.joint_names = self.model.joint_names
         self.limits = CommandLimits(
@@ -63,17 +69,23 @@ class MotionControllerNode(GracefulNode):
         self.trajectory_joints: list[int] = []
         self.trajectory_start = 0.0
         self.last_error = ""
-        self._command = JointState()
-        self.command_pub = self.create_publisher(JointState, "joint_commands", topic_qos("joint_commands"))
-        self.create_subscription(JointState, "joint_states", self.on_joint_state, topic_qos("joint_states"))
-        self.create_subscription(JointTrajectory, "joint_trajectory", self.on_trajectory, topic_qos("joint_trajectory"))
-        self.create_subscription(Bool, "safety/heartbeat", self.on_heartbeat, topic_qos("safety/heartbeat"))
-        self.create_timer(1.0 / p["rate"], self.cycle)
+        self.late_trajectories = 0
+        # Shared by the callbacks (executor thread) and the command loop.
+        self._lock = threading.Lock()
+        self.command_out = LatestValuePublisher(
+            self.create_publisher(JointState, "joint_commands", topic_qos("joint_commands")), "pub_commands")
+        self.create_subscription(JointState, "joint_states", self.on_joint_state, subscriber_qos("joint_states"))
+        self.create_subscription(JointTrajectory, "joint_trajectory", self.on_trajectory, subscriber_qos("joint_trajectory"))
+        watch_heartbeat_and_drives(self, self.heartbeat)
+        self.loop = PeriodicLoop(1.0 / p["rate"], self.cycle, "command_loop")
+        self.create_timer(0.1, self.check_loop)
         self.diagnostics = DiagnosticsPublisher(self, self.report)
+        self.loop.start()
 
-    def on_heartbeat(self, msg: Bool) -> None:
-        """Record the safety supervisor's verdict."""
-        self.heartbeat.on_heartbeat(time.monotonic(), msg.data)
+    def check_loop(self) -> None:
+        """A bug in the command loop ends the node (the driver then holds: commands stop)."""
+        if self.loop.error is not None and self.fatal_error is None:
+            self.fatal_error = self.loop.error
 
     def on_joint_state(self, msg: JointState) -> None:
         """Keep the latest measured position [rad]."""
@@ -83,23 +95,31 @@ class MotionControllerNode(GracefulNode):
             self.get_logger().error(f"joint_states ignored: {exc}", throttle_duration_sec=1.0)
             return
         if np.all(np.isfinite(position)):
-            self.measured = position
+            with self._lock:
+                self.measured = position
 
     def on_trajectory(self, msg: JointTrajectory) -> None:
         """Start tracking a trajectory, or refuse it with a logged reason."""
         try:
             delay = self.start_delay(msg)
-            trajectory, joints = self.validate(msg)
+            with self._lock:
+                trajectory, joints = self.validate(msg)
+                # An interruption before this trajectory is behind it: it was planned from
+                # where the arm stopped. Only a later one may cancel it.
+                self.heartbeat.take_interruption()
+                self.trajectory, self.trajectory_joints = trajectory, joints
+                self.trajectory_start = time.monotonic() + delay
+                self.last_error = ""
         except ValueError as exc:
             self.last_error = f"trajectory refused: {exc}"
             self.get_logger().error(self.last_error)
-            return
-        self.trajectory, self.trajectory_joints = trajectory, joints
-        self.trajectory_start = time.monotonic() + delay
-        self.last_error = ""
 
     def start_delay(self, msg: JointTrajectory) -> float:
-        """Return when [s from now] ``msg`` starts: at its header stamp, or now if the stamp is zero.
+        """Return when [s from now] ``msg`` starts: at its header stamp if that is ahead, else now.
+
+        A trajectory that arrives after its stamp (discovery or a busy machine delayed it)
+        starts on arrival, from the current setpoint: jumping ahead along it would jerk the
+        arm, and refusing it would stall the session on a transport delay.
 
         Raises:
             ValueError: if the stamp is older than ``max_trajectory_age`` (a stale command,
@@ -113,7 +133,9 @@ class MotionControllerNode(GracefulNode):
             raise ValueError(
                 f"trajectory is stale: it started {-delay:.2f} s ago (allowed: {self.max_trajectory_age:.2f} s)"
             )
-        return delay
+        if delay < 0.0:
+            self.late_trajectories += 1
+        return max(delay, 0.0)
 
     def validate(self, msg: JointTrajectory) -> tuple[SampledTrajectory, list[int]]:
         """Return the trajectory of ``msg`` and its joint indices, checked against the limits.
@@ -165,11 +187,16 @@ class MotionControllerNode(GracefulNode):
             )
         return trajectory, joints
 
-    def cycle(self) -> None:
-        """Compute and publish one drive setpoint."""
+    def cycle(self, now: float) -> None:
+        """Compute and publish one drive setpoint (loop thread)."""
+        with self._lock:
+            msg = self._command(now)
+        if msg is not None:
+            self.command_out.offer(msg)
+
+    def _command(self, now: float) -> Optional[JointState]:
         if self.measured is None:
-            return
-        now = time.monotonic()
+            return None
         n = len(self.joint_names)
         velocity, acceleration = np.zeros(n), np.zeros(n)
         interrupted = self.heartbeat.take_interruption()
@@ -187,18 +214,24 @@ class MotionControllerNode(GracefulNode):
         command = limit_command(
             feedforward_command(self.model, self.setpoint, velocity, acceleration, self.measured), self.limits
         )
-        msg = joint_state_msg(self._command, self.joint_names, command.position, command.velocity, command.effort)
+        msg = joint_state_msg(JointState(), self.joint_names, command.position, command.velocity, command.effort)
         msg.header.stamp = self.get_clock().now().to_msg()
-        self.command_pub.publish(msg)
+        return msg
 
     def report(self):
-        """Diagnostics: tracking state and the last refusal."""
-        values = {"tracking": self.trajectory is not None, "last_error": self.last_error}
+        """Diagnostics: tracking state, the last refusal and the command loop's timing."""
+        values = {"tracking": self.trajectory is not None, "last_error": self.last_error,
+                  "late_trajectories": self.late_trajectories, **self.loop.stats.timing().as_values()}
         if self.measured is None:
             return WARN, "waiting for joint_states", values
         if self.last_error:
             return ERROR, self.last_error, values
         return OK, "tracking trajectory" if self.trajectory is not None else "holding setpoint", values
+
+    def on_shutdown_request(self, executor) -> None:
+        """Stop the command stream (the driver then holds: commands stop)."""
+        self.loop.stop()
+        self.command_out.stop()
 
 
 def main(args=None) -> int:

@@ -45,8 +45,9 @@ def joint_state_msg(msg: JointState, joint_names: Sequence[str], position, veloc
 
 def duration_msg(seconds: float) -> Duration:
     """Return ``seconds`` [s] as a builtin_interfaces/Duration."""
-    whole = int(seconds // 1)
-    return Duration(sec=whole, nanosec=int(round((seconds - whole) * 1e9)) % 1_000_000_000)
+    # Round the total first: rounding only the fraction turned 0.9999999999 s into 0 s.
+    sec, nanosec = divmod(int(round(seconds * 1e9)), 1_000_000_000)
+    return Duration(sec=sec, nanosec=nanosec)
 
 
 def trajectory_msg(joint_names: Sequence[str], trajectory: SampledTrajectory) -> JointTrajectory:

@@ -17,14 +17,14 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 from geometry_msgs.msg import WrenchStamped
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Bool
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from rehab_robot.control.trajectory import SampledTrajectory
 from rehab_robot.model import ArmModel
 from rehab_robot.nodes.common import (
-    ERROR, OK, WARN, DiagnosticsPublisher, GracefulNode, topic_qos, ParamSpec, declare_parameters, non_empty, positive, run,
+    ERROR, OK, WARN, DiagnosticsPublisher, GracefulNode, ParamSpec, declare_parameters, non_empty, positive, run,
+    subscriber_qos, topic_qos, watch_heartbeat_and_drives,
 )
 from rehab_robot.nodes.conversions import joint_arrays, trajectory_msg
 from rehab_robot.safety.gate import HeartbeatMonitor
@@ -44,6 +44,9 @@ PARAMETERS = (
     ParamSpec("auto_resume_limit", 3, "glitches (< 1 s without motion permission) the session resumes from "
               "by itself after 2 s of permission; 0: never", "0 to 10", lambda v: 0 <= v <= 10),
     ParamSpec("tick_rate", 50.0, "session update rate [Hz]", "10 to 200 Hz", lambda v: 10.0 <= v <= 200.0),
+    ParamSpec("wait_for_nodes", ["motion_controller"], "nodes that must subscribe to joint_trajectory before "
+              "the exercise starts (the controller; the recorder, so the bag holds the whole session)",
+              "node names", lambda v: all(isinstance(n, str) and n for n in v)),
 )
 
 #: Waypoint spacing of the trajectories sent to the controller [s].
@@ -53,6 +56,15 @@ TRAJECTORY_STEP = 0.02
 READY_SETTLE = 2.0
 #: Status publication period [s].
 STATUS_PERIOD = 0.1
+#: Age [s] beyond which the controller's command stream or the wrench counts as not flowing.
+FLOW_TIMEOUT = 0.2
+#: A safety/status may arrive this much [s] before the last permitting heartbeat is seen and
+#: still explain the stop that follows (the supervisor sends the status first).
+CAUSE_SLACK = 0.05
+#: Heartbeat age or gap [s] the session takes for a lost heartbeat (the drives stop at 50 ms).
+HEARTBEAT_TIMEOUT = 0.25
+#: How long [s] an interruption waits for the supervisor's cause before the heartbeat's own text is kept.
+CAUSE_WAIT = 0.5
 
 
 class SessionManagerNode(GracefulNode):
@@ -79,7 +91,14 @@ class SessionManagerNode(GracefulNode):
             self.protocol, self.joint_names, self.protocol.max_velocity,
             pause_timeout=p["pause_timeout"], auto_resume_limit=p["auto_resume_limit"],
         )
-        self.heartbeat = HeartbeatMonitor()
+        # The session does not command the drives, and learns of every stop of theirs from
+        # hardware/status: a late tick of its own must not pause the exercise.
+        self.heartbeat = HeartbeatMonitor(HEARTBEAT_TIMEOUT)
+        self.wait_for_nodes = list(p["wait_for_nodes"])
+        self._stop_cause: tuple[float, str] = (-1e9, "")
+        self._cause_deadline = 0.0
+        self._last_command = -1e9
+        self._last_wrench = -1e9
         self.position: Optional[np.ndarray] = None
         self.force_norm: Optional[float] = None
         self.report_path: Optional[Path] = None
@@ -87,9 +106,11 @@ class SessionManagerNode(GracefulNode):
         self._permitted_since: Optional[float] = None
         self.trajectory_pub = self.create_publisher(JointTrajectory, "joint_trajectory", topic_qos("joint_trajectory"))
         self.status_pub = self.create_publisher(DiagnosticStatus, "session/status", topic_qos("session/status"))
-        self.create_subscription(JointState, "joint_states", self.on_joint_state, topic_qos("joint_states"))
-        self.create_subscription(WrenchStamped, "ft_sensor/wrench", self.on_wrench, topic_qos("ft_sensor/wrench"))
-        self.create_subscription(Bool, "safety/heartbeat", self.on_heartbeat, topic_qos("safety/heartbeat"))
+        self.create_subscription(JointState, "joint_states", self.on_joint_state, subscriber_qos("joint_states"))
+        self.create_subscription(WrenchStamped, "ft_sensor/wrench", self.on_wrench, subscriber_qos("ft_sensor/wrench"))
+        watch_heartbeat_and_drives(self, self.heartbeat)
+        self.create_subscription(DiagnosticStatus, "safety/status", self.on_safety_status, subscriber_qos("safety/status"))
+        self.create_subscription(JointState, "joint_commands", self.on_command, subscriber_qos("joint_commands"))
         for name, handler in (("start", self.on_start), ("pause", self.on_pause),
                               ("resume", self.on_resume), ("stop", self.on_stop)):
             self.create_service(Trigger, f"session/{name}", handler)
@@ -115,18 +136,47 @@ class SessionManagerNode(GracefulNode):
         """Keep the latest cuff force magnitude [N]."""
         f = msg.wrench.force
         self.force_norm = float(np.sqrt(f.x * f.x + f.y * f.y + f.z * f.z))
+        self._last_wrench = time.monotonic()
 
-    def on_heartbeat(self, msg: Bool) -> None:
-        """Record the safety supervisor's verdict."""
-        self.heartbeat.on_heartbeat(time.monotonic(), msg.data)
+    def on_command(self, msg: JointState) -> None:
+        """Note that the motion controller's command stream flows."""
+        self._last_command = time.monotonic()
+
+    def on_safety_status(self, msg: DiagnosticStatus) -> None:
+        """Keep the safety supervisor's cause of the latest stop, to record with the interruption."""
+        values = {kv.key: kv.value for kv in msg.values}
+        if values.get("motion_permitted") == "False":
+            cause = msg.message[len("waiting: "):] if msg.message.startswith("waiting: ") else msg.message
+            self._stop_cause = (time.monotonic(), cause)
+
+    def stop_cause(self) -> str:
+        """Return why motion stopped, or "" while the cause has not arrived.
+
+        A heartbeat gap is its own cause. Otherwise the cause is the supervisor's
+        safety/status, which travels on its own topic and may arrive just after the
+        heartbeat that stopped motion: a status older than the last heartbeat that
+        permitted motion belongs to an earlier stop.
+        """
+        interruption = self.heartbeat.interruption
+        if interruption.startswith("safety heartbeat lost"):
+            return interruption
+        stamp, cause = self._stop_cause
+        return cause if stamp >= self.heartbeat.last_permitted_at - CAUSE_SLACK else ""
 
     def not_ready_reason(self) -> str:
         """Return why the exercise cannot move the arm now, or "" when it can."""
+        now = time.monotonic()
         if self.position is None:
             return "no joint_states received yet"
-        if self.trajectory_pub.get_subscription_count() == 0:
+        if now - self._last_wrench > FLOW_TIMEOUT:
+            return "ft_sensor/wrench is not flowing"
+        subscribers = {info.node_name for info in self.get_subscriptions_info_by_topic("joint_trajectory")}
+        missing = [name for name in self.wait_for_nodes if name not in subscribers]
+        if missing:
             # A trajectory sent before the controller is discovered would be lost.
-            return "the motion controller is not connected (nobody subscribes to joint_trajectory)"
+            return f"not connected yet (no joint_trajectory subscription): {', '.join(missing)}"
+        if now - self._last_command > FLOW_TIMEOUT:
+            return "the motion controller's joint_commands are not flowing"
         return ""
 
     def _command(self, name: str, action, response):
@@ -179,16 +229,29 @@ class SessionManagerNode(GracefulNode):
             elif now > self.ready_deadline:
                 self.runner.abort(now, f"arm not ready within the ready timeout: {reason or 'motion permitted only intermittently'}")
         if self.position is not None:
-            resumes = self.runner.auto_resumes
-            self.runner.update(now, self.position, self.force_norm, permitted)
+            resumes, pending = self.runner.auto_resumes, self.runner.cause_pending
+            self.runner.update(now, self.position, self.force_norm, permitted, "" if permitted else self.stop_cause())
             if self.runner.auto_resumes > resumes:
                 self.get_logger().warning(f"session resumed automatically: {self.runner.events[-1]['event']}")
+            self.name_pending_interruption(now, pending)
         self.flush_motion()
         if now - self._last_status >= STATUS_PERIOD:
             self._last_status = now
             self.status_pub.publish(self.status())
         if self.runner.state.finished and self.report_path is None:
             self.write_report()
+
+    def name_pending_interruption(self, now: float, was_pending: bool) -> None:
+        """Give an interruption recorded before its cause arrived that cause, once it does."""
+        if not self.runner.cause_pending:
+            return
+        if not was_pending:
+            self._cause_deadline = now + CAUSE_WAIT
+        cause = self.stop_cause()
+        if cause:
+            self.runner.name_interruption(cause)
+        elif now > self._cause_deadline:
+            self.runner.name_interruption("motion not permitted by the safety supervisor (no cause reported in time)")
 
     def flush_motion(self) -> None:
         """Send the motions the runner has queued."""

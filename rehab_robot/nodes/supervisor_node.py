@@ -1,26 +1,33 @@
 """safety_supervisor: checks every state of the arm and gates motion with a heartbeat.
 
-Subscribes ``joint_states`` and ``ft_sensor/wrench``; publishes ``safety/heartbeat``
-(std_msgs/Bool, True = motion permitted) at ``heartbeat_rate``; offers ``safety/estop``
-and ``safety/reset`` (std_srvs/Trigger).
+Subscribes ``joint_states``, ``ft_sensor/wrench``, ``joint_commands`` and
+``hardware/status`` (a driver fault latches a stop); publishes ``safety/heartbeat``
+(std_msgs/Bool, True = motion permitted) at ``heartbeat_rate`` from a thread of its own,
+and ``safety/status`` (diagnostic_msgs/DiagnosticStatus: the verdict, its cause and the
+count of operator resets) on every change; offers ``safety/estop`` and ``safety/reset``
+(std_srvs/Trigger).
 """
 
 from __future__ import annotations
 
 import sys
+import threading
 import time
 
 import numpy as np
 from geometry_msgs.msg import WrenchStamped
 from sensor_msgs.msg import JointState
+from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 from std_msgs.msg import Bool
 from std_srvs.srv import Trigger
 
 from rehab_robot.model import ArmModel
 from rehab_robot.nodes.common import (
-    ERROR, OK, WARN, DiagnosticsPublisher, GracefulNode, topic_qos, ParamSpec, declare_parameters, raise_priority, positive, run,
+    ERROR, OK, WARN, DiagnosticsPublisher, GracefulNode, topic_qos, subscriber_qos, ParamSpec, declare_parameters, positive, run,
 )
 from rehab_robot.nodes.conversions import joint_arrays
+from rehab_robot.nodes.nonblocking import LatestValuePublisher
+from rehab_robot.periodic import PeriodicLoop
 from rehab_robot.safety.rules import SafetyLimits, check_state
 from rehab_robot.safety.supervisor import SafetyLatch
 from rehab_robot.session.profiles import load_patient
@@ -44,11 +51,11 @@ class SafetySupervisorNode(GracefulNode):
     """The safety supervisor node (see module docstring)."""
 
     node_name = "safety_supervisor"
+    niceness = -10
 
     def __init__(self) -> None:
         super().__init__(self.node_name)
         p = declare_parameters(self, PARAMETERS)
-        raise_priority(self)
         model = ArmModel.from_urdf(p["robot_description"] or None)
         self.joint_names = model.joint_names
         patient_limits = {"max_interaction_force": p["max_interaction_force"]}
@@ -69,28 +76,57 @@ class SafetySupervisorNode(GracefulNode):
             "joint_commands": p["command_timeout"],
         })
         self.force = None
+        self.reset_requests = 0
+        self._latched_fault_id = 0
         self._was_permitted = False
-        self.heartbeat_pub = self.create_publisher(Bool, "safety/heartbeat", topic_qos("safety/heartbeat"))
-        self.create_subscription(JointState, "joint_states", self.on_joint_state, topic_qos("joint_states"))
-        self.create_subscription(WrenchStamped, "ft_sensor/wrench", self.on_wrench, topic_qos("ft_sensor/wrench"))
-        self.create_subscription(
-            JointState, "joint_commands",
-            lambda msg: self.latch.on_signal("joint_commands", time.monotonic()), topic_qos("joint_commands"),
-        )
+        self._status_key: tuple = ()
+        self._status_time = 0.0
+        self._changes: list[tuple[bool, str]] = []
+        # The latch is fed by callbacks on the executor thread and read by the heartbeat thread.
+        self._lock = threading.Lock()
+        self.heartbeat_out = LatestValuePublisher(
+            self.create_publisher(Bool, "safety/heartbeat", topic_qos("safety/heartbeat")), "pub_heartbeat")
+        self.status_out = LatestValuePublisher(
+            self.create_publisher(DiagnosticStatus, "safety/status", topic_qos("safety/status")), "pub_safety")
+        self.create_subscription(JointState, "joint_states", self.on_joint_state, subscriber_qos("joint_states"))
+        self.create_subscription(WrenchStamped, "ft_sensor/wrench", self.on_wrench, subscriber_qos("ft_sensor/wrench"))
+        self.create_subscription(JointState, "joint_commands", self.on_command, subscriber_qos("joint_commands"))
+        self.create_subscription(DiagnosticStatus, "hardware/status", self.on_hardware_status,
+                                 subscriber_qos("hardware/status"))
         self.create_service(Trigger, "safety/estop", self.on_estop)
         self.create_service(Trigger, "safety/reset", self.on_reset)
-        self.create_timer(1.0 / p["heartbeat_rate"], self.beat)
+        self.create_timer(0.02, self.housekeeping)
+        self.loop = PeriodicLoop(1.0 / p["heartbeat_rate"], self.beat, "heartbeat_loop")
         self.diagnostics = DiagnosticsPublisher(self, self.report)
         self.get_logger().info(
             "limits: position [rad] "
             + ", ".join(f"{n} [{lo:.2f}, {hi:.2f}]" for n, lo, hi in zip(self.joint_names, self.limits.lower, self.limits.upper))
             + f"; cuff force {self.limits.max_interaction_force:.0f} N"
         )
+        self.loop.start()
 
     def on_wrench(self, msg: WrenchStamped) -> None:
         """Keep the latest cuff force [N]."""
         self.force = np.array([msg.wrench.force.x, msg.wrench.force.y, msg.wrench.force.z])
-        self.latch.on_signal("ft_sensor/wrench", time.monotonic())
+        with self._lock:
+            self.latch.on_signal("ft_sensor/wrench", time.monotonic())
+
+    def on_command(self, msg: JointState) -> None:
+        """Note that the motion controller's command stream is alive."""
+        with self._lock:
+            self.latch.on_signal("joint_commands", time.monotonic())
+
+    def on_hardware_status(self, msg: DiagnosticStatus) -> None:
+        """Latch a stop for each new fault the hardware driver reports."""
+        values = {kv.key: kv.value for kv in msg.values}
+        try:
+            fault_id = int(values.get("fault_id", "0"))
+        except ValueError:
+            fault_id = 0
+        if msg.level == DiagnosticStatus.ERROR and fault_id != self._latched_fault_id:
+            self._latched_fault_id = fault_id
+            with self._lock:
+                self.latch.estop(msg.message)
 
     def on_joint_state(self, msg: JointState) -> None:
         """Check one state of the arm against every rule."""
@@ -98,35 +134,81 @@ class SafetySupervisorNode(GracefulNode):
             position, velocity, effort = joint_arrays(msg, self.joint_names, ("position", "velocity", "effort"))
             violations = check_state(self.limits, position, velocity, effort, self.force)
         except ValueError as exc:
-            self.latch.on_state(time.monotonic(), [])
-            self.latch.estop(f"malformed joint_states: {exc}")
+            with self._lock:
+                self.latch.on_state(time.monotonic(), [])
+                self.latch.estop(f"malformed joint_states: {exc}")
             return
-        self.latch.on_state(time.monotonic(), violations)
+        with self._lock:
+            self.latch.on_state(time.monotonic(), violations)
 
-    def beat(self) -> None:
-        """Publish the heartbeat; log each change of verdict."""
+    def beat(self, now: float) -> None:
+        """Publish the heartbeat (loop thread); on a change of verdict, the status with its cause first."""
+        with self._lock:
+            permitted = self.latch.motion_permitted(now)
+            changed = permitted != self._was_permitted
+            if changed:
+                self._was_permitted = permitted
+                self.status_out.offer(self.safety_status(now))
+                self._changes.append((permitted, self.latch.describe(now)))
+        self.heartbeat_out.offer(Bool(data=permitted))
+
+    def housekeeping(self) -> None:
+        """Log changes of verdict and repeat ``safety/status`` when something changed or once a second."""
+        if self.loop.error is not None and self.fatal_error is None:
+            self.fatal_error = self.loop.error
         now = time.monotonic()
-        permitted = self.latch.motion_permitted(now)
-        self.heartbeat_pub.publish(Bool(data=permitted))
-        if permitted != self._was_permitted:
+        with self._lock:
+            changes, self._changes = self._changes, []
+            key = (self.latch.motion_permitted(now), self.latch.latched, tuple(self.latch.causes), self.reset_requests)
+            status = self.safety_status(now) if key != self._status_key or now - self._status_time >= 1.0 else None
+        for permitted, text in changes:
             # rclpy ties a severity to each logging call site: one call per severity.
             if permitted:
-                self.get_logger().info(self.latch.describe(now))
+                self.get_logger().info(text)
             else:
-                self.get_logger().warning(self.latch.describe(now))
-            self._was_permitted = permitted
+                self.get_logger().warning(text)
+        if status is not None:
+            self._status_key, self._status_time = key, now
+            self.status_out.offer(status)
+
+    def safety_status(self, now: float) -> DiagnosticStatus:
+        """Return the ``safety/status`` message (call with the lock held)."""
+        permitted = self.latch.motion_permitted(now)
+        level = OK if permitted else (ERROR if self.latch.latched else WARN)
+        values = {
+            "motion_permitted": permitted,
+            "latched": self.latch.latched,
+            "causes": "; ".join(self.latch.causes),
+            "reset_requests": self.reset_requests,
+        }
+        return DiagnosticStatus(
+            level=level, name="rehab_robot: safety", message=self.latch.describe(now), hardware_id="rehab_arm",
+            values=[KeyValue(key=k, value=str(v)) for k, v in values.items()],
+        )
 
     def on_estop(self, request, response):
         """``safety/estop``: latch a stop now."""
-        self.latch.estop("e-stop requested (safety/estop)")
-        self.beat()
+        with self._lock:
+            self.latch.estop("e-stop requested (safety/estop)")
+        self.beat(time.monotonic())
         response.success = True
         response.message = "stop latched; call safety/reset to clear it"
         return response
 
     def on_reset(self, request, response):
-        """``safety/reset``: clear the latch if the cause is gone."""
-        response.success, response.message = self.latch.reset(time.monotonic())
+        """``safety/reset``: clear the latch if the cause is gone.
+
+        Every request is counted and announced on ``safety/status``, cleared or not: the
+        hardware driver answers a new request by asking its backend to clear a fault
+        (reconnecting a lost device), which may be what keeps the stop in place.
+        """
+        now = time.monotonic()
+        with self._lock:
+            self.reset_requests += 1
+            response.success, response.message = self.latch.reset(now)
+            if not response.success and any(c.startswith("hardware fault") for c in self.latch.causes):
+                response.message += "; the hardware driver was asked to clear its fault: call safety/reset again once it has"
+            self.status_out.offer(self.safety_status(now))
         if response.success:
             self.get_logger().info(response.message)
         else:
@@ -134,12 +216,22 @@ class SafetySupervisorNode(GracefulNode):
         return response
 
     def report(self):
-        """Diagnostics: latch state and causes."""
+        """Diagnostics: latch state, causes and heartbeat timing."""
         now = time.monotonic()
-        values = {"latched": self.latch.latched, "causes": "; ".join(self.latch.causes)}
-        if self.latch.motion_permitted(now):
+        with self._lock:
+            permitted, latched = self.latch.motion_permitted(now), self.latch.latched
+            values = {"latched": latched, "causes": "; ".join(self.latch.causes), "reset_requests": self.reset_requests,
+                      **self.loop.stats.timing().as_values()}
+            text = self.latch.describe(now)
+        if permitted:
             return OK, "motion permitted", values
-        return (ERROR if self.latch.latched else WARN), self.latch.describe(now), values
+        return (ERROR if latched else WARN), text, values
+
+    def on_shutdown_request(self, executor) -> None:
+        """Stop the heartbeat thread (the driver then holds: a missing heartbeat means stop)."""
+        self.loop.stop()
+        self.heartbeat_out.stop()
+        self.status_out.stop()
 
 
 def main(args=None) -> int:

@@ -10,6 +10,7 @@ Anything else keeps (or puts) the drives in quick-stop and hold.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Optional
 
@@ -38,33 +39,57 @@ class HeartbeatMonitor:
     """Tracks the safety heartbeat: motion is permitted only while it is fresh and True.
 
     Besides the current verdict it remembers *interruptions*: a heartbeat saying stop,
-    or a gap between two heartbeats longer than the timeout. Every node that checks the
-    heartbeat at its own rate then agrees that motion was interrupted, even when the gap
-    fell between two of its checks.
+    a gap between two heartbeats longer than the timeout, or the drives reported
+    stopped by the driver. Every node that checks the heartbeat at its own rate then
+    agrees that motion was interrupted, even when the gap fell between two of its checks.
 
     Args:
-        timeout: Age [s] beyond which the heartbeat counts as lost.
+        timeout: Age [s] beyond which the heartbeat counts as lost, and gap between two
+            heartbeats that counts as an interruption.
     """
 
     def __init__(self, timeout: float = 0.05) -> None:
         self.timeout = timeout
         self._last: Optional[tuple[float, bool]] = None
+        #: When [s] the last heartbeat that permitted motion was received.
+        self.last_permitted_at = -float("inf")
         self._interrupted = False
+        #: What the last interruption was: a heartbeat gap (with its length) or a stop.
+        self.interruption = ""
+        # Heartbeats arrive on the executor thread, checks run on loop threads.
+        self._lock = threading.Lock()
 
     def on_heartbeat(self, now: float, permitted: bool) -> None:
         """Record a heartbeat received at ``now`` [s]."""
-        if self._last is not None and (now - self._last[0] > self.timeout or not permitted):
+        with self._lock:
+            if self._last is not None and now - self._last[0] > self.timeout:
+                self._interrupted = True
+                self.interruption = f"safety heartbeat lost ({(now - self._last[0]) * 1e3:.0f} ms gap)"
+            elif self._last is not None and not permitted:
+                self._interrupted = True
+                self.interruption = "safety supervisor stop"
+            self._last = (now, bool(permitted))
+            if permitted:
+                self.last_permitted_at = now
+
+    def on_drives_stopped(self, reason: str) -> None:
+        """Record that the driver stopped following commands, for ``reason``."""
+        with self._lock:
             self._interrupted = True
-        self._last = (now, bool(permitted))
+            self.interruption = f"drives stopped: {reason}"
 
     def closed_reason(self, now: float) -> str:
         """Return why motion is not permitted at ``now`` [s], or "" when it is."""
-        if self._last is None:
+        last = self._last
+        if last is None:
             return "no safety heartbeat yet"
-        stamp, permitted = self._last
+        stamp, permitted = last
         if now - stamp > self.timeout:
-            self._interrupted = True
-            return f"safety heartbeat lost ({(now - stamp) * 1e3:.0f} ms old)"
+            reason = f"safety heartbeat lost ({(now - stamp) * 1e3:.0f} ms old)"
+            with self._lock:
+                self._interrupted = True
+                self.interruption = reason
+            return reason
         if not permitted:
             return "safety supervisor stop"
         return ""
@@ -75,18 +100,26 @@ class HeartbeatMonitor:
 
     def take_interruption(self) -> bool:
         """Return True if motion was interrupted since the last call, and forget it."""
-        interrupted, self._interrupted = self._interrupted, False
+        with self._lock:
+            interrupted, self._interrupted = self._interrupted, False
         return interrupted
 
 
 class MotionGate:
     """Decides each driver cycle whether the arm may follow its command.
 
+    Leaving hold takes a command that *moves* (some joint commanded faster than
+    ``engage_speed``) and starts where the arm is. A controller that merely follows the
+    arm while its session is paused therefore never takes the arm out of the drives'
+    hold, even once the safety stop has been reset: the arm holds until the session
+    resumes and a motion begins.
+
     Args:
         heartbeat_timeout: Age [s] beyond which the safety heartbeat counts as lost.
         command_timeout: Age [s] beyond which the last command counts as lost.
         resume_tolerance: Largest gap [rad] between commanded and measured position
             accepted when leaving hold.
+        engage_speed: Commanded speed [rad/s] a command needs to take the arm out of hold.
     """
 
     def __init__(
@@ -94,10 +127,12 @@ class MotionGate:
         heartbeat_timeout: float = 0.05,
         command_timeout: float = 0.1,
         resume_tolerance: float = 0.05,
+        engage_speed: float = 1e-3,
     ) -> None:
         self.heartbeat = HeartbeatMonitor(heartbeat_timeout)
         self.command_timeout = command_timeout
         self.resume_tolerance = resume_tolerance
+        self.engage_speed = engage_speed
         self._command: Optional[tuple[float, JointCommand]] = None
         self.engaged = False
 
@@ -142,4 +177,10 @@ class MotionGate:
             gap = float(np.max(np.abs(command.position - measured_position)))
             if gap > self.resume_tolerance:
                 return f"command {gap:.3f} rad away from the arm; waiting for a matching command"
+            if float(np.max(np.abs(command.velocity))) <= self.engage_speed:
+                return "holding until a motion starts (the commands do not move the arm)"
         return ""
+
+    def disengage(self) -> None:
+        """Forget that the drives were following: the next motion must start from the arm."""
+        self.engaged = False

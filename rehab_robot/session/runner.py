@@ -30,6 +30,9 @@ import numpy as np
 from rehab_robot.control.trajectory import QuinticSegment, minimum_jerk_duration
 from rehab_robot.session.report import SessionMetrics, SessionOutcome
 
+#: Recorded for an interruption whose cause is not known (yet): see ``name_interruption``.
+UNNAMED_CAUSE = "motion not permitted by the safety supervisor"
+
 
 class SessionState(str, enum.Enum):
     """Where the session is."""
@@ -146,6 +149,7 @@ class SessionRunner:
         self._ended_at: Optional[float] = None
         self._wall_start: Optional[datetime.datetime] = None
         self._last_target: Optional[float] = None
+        self._unnamed_event: Optional[int] = None
 
     # --- commands -------------------------------------------------------------------
 
@@ -163,7 +167,17 @@ class SessionRunner:
         return True, "session started"
 
     def pause(self, now: float, position: np.ndarray, reason: str = "paused by the clinician") -> tuple[bool, str]:
-        """Pause at ``now`` [s]: a moving joint comes smoothly to rest."""
+        """Pause at ``now`` [s]: a moving joint comes smoothly to rest.
+
+        A pause asked for while the session is already paused by an interruption turns
+        it into the operator's pause: it is never resumed automatically.
+        """
+        if self.state is SessionState.PAUSED:
+            was = self.pause_reason
+            self._interrupted_at = None
+            self.pause_reason = f"{reason} (while paused: {was})"
+            self._event(now, self.pause_reason)
+            return True, f"session paused; it was already paused ({was}) and now waits for session/resume"
         if self.state is not SessionState.RUNNING:
             return False, f"cannot pause: session is {self.state.value}"
         self._interrupt(now)
@@ -216,6 +230,7 @@ class SessionRunner:
         position: np.ndarray,
         force_norm: Optional[float],
         motion_permitted: bool,
+        stop_cause: str = "",
     ) -> None:
         """Advance the exercise at ``now`` [s] with the latest measurements.
 
@@ -224,6 +239,9 @@ class SessionRunner:
             position: Measured joint positions [rad].
             force_norm: Cuff force magnitude [N], or None if unknown.
             motion_permitted: The safety heartbeat's verdict.
+            stop_cause: Why motion is not permitted, in the words of the part that stopped
+                it (e.g. "joint_commands stale (96 ms old)", "stop latched: e-stop requested"),
+                recorded with the interruption.
         """
         if self.state in (SessionState.RUNNING, SessionState.PAUSED):
             if self.step_index > 0:  # the approach to the start angle is not exercise
@@ -241,7 +259,8 @@ class SessionRunner:
         if not motion_permitted:
             # The controller has already dropped the motion and the drives hold: send nothing.
             self._interrupt(now, smooth_stop=False)
-            self._enter_pause(now, "safety stop: motion not permitted by the safety supervisor")
+            self._enter_pause(now, f"motion interrupted: {stop_cause or UNNAMED_CAUSE}")
+            self._unnamed_event = None if stop_cause else len(self.events) - 1
             self._interrupted_at, self._permitted_again_at = now, None
             return
         step = self.steps[self.step_index]
@@ -267,6 +286,22 @@ class SessionRunner:
             self._finish(now, SessionState.COMPLETED, f"all {self.protocol.repetitions} repetitions done")
             return
         self._enter_step(now, position)
+
+    @property
+    def cause_pending(self) -> bool:
+        """True while the latest interruption was recorded without its cause."""
+        return self._unnamed_event is not None
+
+    def name_interruption(self, cause: str) -> None:
+        """Record ``cause`` for the latest interruption, which was recorded as
+        "motion not permitted" because its cause arrived after the stop itself."""
+        if self._unnamed_event is None:
+            return
+        text = f"motion interrupted: {cause}"
+        self.events[self._unnamed_event]["event"] = text
+        if self.pause_reason.endswith(UNNAMED_CAUSE):
+            self.pause_reason = text
+        self._unnamed_event = None
 
     # --- outputs ----------------------------------------------------------------------
 

@@ -1,0 +1,174 @@
+"""Benchmark: does the control loop stall on a busy PC while tools join the graph?
+
+Starts a whole session with ``rehab-robot run`` (every node its own process, DDS on
+localhost, a ROS domain of its own), one CPU-bound process of normal priority beside
+it, and, once the arm moves, ``--clients`` ordinary client processes that join the
+graph one after another: each subscribes to ``joint_states`` with default QoS, waits
+for the ``session/pause`` service, lists the topics, spins a moment and leaves.
+
+Prints, per trial:
+
+* the driver's own loop statistics from its last ``/diagnostics`` (cycle period
+  p99 / p99.9 / max, overruns), read from the session bag;
+* the largest gap between consecutive ``joint_states`` stamps in the bag;
+* the quick stops the driver logged and the interruptions in the session report.
+
+Run: ``.venv/bin/python bench/bench_stall.py [--trials N] [--clients N] [--no-load]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from rehab_robot import resources
+from rehab_robot.ros_env import localhost_env
+
+PROTOCOL = """\
+protocol:
+  name: bench_stall_elbow
+  type: passive_rom
+  joint: elbow_flexion
+  start_angle: 0.4
+  end_angle: 1.5
+  repetitions: {repetitions}
+  movement_duration: 2.5
+  hold_duration: 0.0
+"""
+
+#: One client of an operator: joins, subscribes, waits for a service, lists topics, leaves.
+CLIENT = """\
+import time, rclpy
+from sensor_msgs.msg import JointState
+from std_srvs.srv import Trigger
+rclpy.init()
+node = rclpy.create_node('bench_tool_client_{index}')
+got = []
+node.create_subscription(JointState, 'joint_states', lambda m: got.append(1), 10)
+client = node.create_client(Trigger, 'session/pause')
+client.wait_for_service(timeout_sec=10.0)
+node.get_topic_names_and_types()
+end = time.monotonic() + 1.5
+while time.monotonic() < end:
+    rclpy.spin_once(node, timeout_sec=0.05)
+print('client {index}: %d joint_states' % len(got))
+node.destroy_node()
+rclpy.shutdown()
+"""
+
+CPU_HOG = "while True:\n    pass\n"
+
+
+def bag_analysis(bag: Path) -> dict:
+    """Return joint_states gap statistics and the driver's last diagnostics from ``bag``."""
+    from rosbags.highlevel import AnyReader
+
+    stamps, driver_values = [], {}
+    with AnyReader([bag]) as reader:
+        connections = [c for c in reader.connections if c.topic in ("/joint_states", "/diagnostics")]
+        for connection, _, raw in reader.messages(connections=connections):
+            msg = reader.deserialize(raw, connection.msgtype)
+            if connection.topic == "/joint_states":
+                stamps.append(msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9)
+            else:
+                for status in msg.status:
+                    if status.name.endswith("hardware_driver"):
+                        driver_values = {kv.key: kv.value for kv in status.values}
+    stamps = np.sort(np.array(stamps))
+    gaps = np.diff(stamps) if len(stamps) > 1 else np.array([0.0])
+    return {"samples": len(stamps), "max_gap_ms": 1e3 * gaps.max(), "driver": driver_values}
+
+
+def run_trial(args, tmp: Path, trial: int) -> dict:
+    """Run one session under load; return its numbers."""
+    protocol = tmp / "protocol.yaml"
+    protocol.write_text(PROTOCOL.format(repetitions=args.repetitions))
+    domain = 20 + (os.getpid() + trial) % 70
+    env = localhost_env(domain)
+    session_id = f"stall-{trial}"
+    command = [sys.executable, "-m", "rehab_robot.launcher", "run", f"protocol:={protocol}",
+               f"patient:={resources.example_patient()}", f"output_dir:={tmp}", f"session_id:={session_id}",
+               "--timeout", "180"]
+    hog = None if args.no_load else subprocess.Popen([sys.executable, "-c", CPU_HOG], env=env)
+    graph = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    moving = threading.Event()
+
+    def pump():
+        for line in graph.stdout:
+            lines.append(line.rstrip())
+            if "session/start: session started" in line:
+                moving.set()
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not moving.wait(0.2) and graph.poll() is None and time.monotonic() < deadline:
+            pass
+        if not moving.is_set():
+            graph.terminate()
+            graph.wait(30)
+            return {"error": "the session never started:\n" + "\n".join(lines[-30:])}
+        time.sleep(2.0)
+        for index in range(args.clients):
+            subprocess.run([sys.executable, "-c", CLIENT.format(index=index)], env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60, check=False)
+        graph.wait(240)
+    finally:
+        if hog is not None:
+            hog.kill()
+            hog.wait()
+    reader.join(5)
+    folder = tmp / session_id
+    report = json.loads((folder / "report.json").read_text()) if (folder / "report.json").exists() else {}
+    result = bag_analysis(folder / "bag") if (folder / "bag").exists() else {}
+    result["quick_stops"] = sum("quick stop" in line for line in lines)
+    result["warnings"] = [line for line in lines if "WARN" in line or "ERROR" in line][:12]
+    result["ended"] = report.get("ended", "?")
+    result["interruptions"] = [e["event"] for e in report.get("events", [])
+                               if "interrupt" in e["event"] or "stop" in e["event"] or "resumed" in e["event"]]
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=1)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--repetitions", type=int, default=6)
+    parser.add_argument("--verbose", action="store_true", help="print the graph's warnings")
+    parser.add_argument("--no-load", action="store_true", help="no CPU-bound neighbour (a quiet machine)")
+    args = parser.parse_args()
+    print(f"load: {'none' if args.no_load else '1 CPU-bound process, normal priority'}; "
+          f"{args.clients} client processes joining during the session")
+    for trial in range(args.trials):
+        with tempfile.TemporaryDirectory() as tmp:
+            result = run_trial(args, Path(tmp), trial)
+        if "error" in result:
+            print(f"trial {trial}: {result['error']}")
+            continue
+        driver = result.get("driver", {})
+        loop = ", ".join(f"{k} {driver[k]}" for k in sorted(driver) if re.match(r"(period|overrun|cycle)", k))
+        print(f"trial {trial}: session {result['ended']}; quick stops {result['quick_stops']}; "
+              f"joint_states in bag {result.get('samples', 0)}, largest gap {result.get('max_gap_ms', float('nan')):.1f} ms")
+        print(f"  driver loop: {loop or 'no loop statistics in /diagnostics'}")
+        for event in result["interruptions"]:
+            print(f"  event: {event}")
+        if args.verbose:
+            for line in result["warnings"]:
+                print(f"  log: {line}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
