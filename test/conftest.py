@@ -20,8 +20,13 @@ _domains = itertools.count()
 
 
 def next_domain_id() -> int:
-    """Return a ROS_DOMAIN_ID for one test: distinct within this run, spread across runs by pid."""
-    return 11 + (os.getpid() * 7 + next(_domains)) % 90
+    """Return a ROS_DOMAIN_ID for one test: distinct within this run, spread across runs by pid.
+
+    ``REHAB_TEST_DOMAINS=LO-HI`` confines a run to those domains, so that two test runs
+    on one machine (two checkouts) never share a graph.
+    """
+    lo, hi = (int(x) for x in os.environ.get("REHAB_TEST_DOMAINS", "11-100").split("-"))
+    return lo + (os.getpid() * 7 + next(_domains)) % (hi - lo + 1)
 
 
 @pytest.fixture
