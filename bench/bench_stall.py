@@ -19,6 +19,7 @@ Run: ``.venv/bin/python bench/bench_stall.py [--trials N] [--clients N] [--no-lo
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import re
@@ -67,13 +68,15 @@ rclpy.shutdown()
 """
 
 CPU_HOG = "while True:\n    pass\n"
+#: Nodes whose periodic loop reports its timing on /diagnostics.
+LOOP_NODES = ("hardware_driver", "safety_supervisor", "motion_controller")
 
 
 def bag_analysis(bag: Path) -> dict:
-    """Return joint_states gap statistics and the driver's last diagnostics from ``bag``."""
+    """Return joint_states gap statistics and each loop node's last diagnostics from ``bag``."""
     from rosbags.highlevel import AnyReader
 
-    stamps, driver_values = [], {}
+    stamps, loops = [], {}
     with AnyReader([bag]) as reader:
         connections = [c for c in reader.connections if c.topic in ("/joint_states", "/diagnostics")]
         for connection, _, raw in reader.messages(connections=connections):
@@ -82,11 +85,15 @@ def bag_analysis(bag: Path) -> dict:
                 stamps.append(msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9)
             else:
                 for status in msg.status:
-                    if status.name.endswith("hardware_driver"):
-                        driver_values = {kv.key: kv.value for kv in status.values}
+                    name = status.name.rsplit(" ", 1)[-1]
+                    if name in LOOP_NODES:
+                        loops[name] = {kv.key: kv.value for kv in status.values}
     stamps = np.sort(np.array(stamps))
     gaps = np.diff(stamps) if len(stamps) > 1 else np.array([0.0])
-    return {"samples": len(stamps), "max_gap_ms": 1e3 * gaps.max(), "driver": driver_values}
+    worst = int(np.argmax(gaps))
+    return {"stamps": stamps, "samples": len(stamps), "max_gap_ms": 1e3 * gaps.max(), "loops": loops,
+            "max_gap_at": (stamps[worst] - stamps[0], stamps[-1] - stamps[worst]) if len(stamps) > 1 else (0.0, 0.0),
+            "max_gap_stamp": float(stamps[worst]) if len(stamps) > 1 else 0.0}
 
 
 def run_trial(args, tmp: Path, trial: int) -> dict:
@@ -133,8 +140,14 @@ def run_trial(args, tmp: Path, trial: int) -> dict:
     folder = tmp / session_id
     report = json.loads((folder / "report.json").read_text()) if (folder / "report.json").exists() else {}
     result = bag_analysis(folder / "bag") if (folder / "bag").exists() else {}
+    if report.get("started_at") and result.get("stamps") is not None:
+        # The report's start has 1 s resolution: the window starts 1 s later to stay inside.
+        start = datetime.datetime.fromisoformat(report["started_at"]).timestamp() + 1.0
+        end = start - 1.0 + float(report.get("duration", 0.0))
+        inside = result["stamps"][(result["stamps"] >= start) & (result["stamps"] <= end)]
+        result["session_gap_ms"] = 1e3 * float(np.diff(inside).max()) if len(inside) > 1 else float("nan")
     result["quick_stops"] = sum("quick stop" in line for line in lines)
-    result["warnings"] = [line for line in lines if "WARN" in line or "ERROR" in line][:12]
+    result["warnings"] = [line for line in lines if "WARN" in line or "ERROR" in line or "started" in line][:12]
     result["ended"] = report.get("ended", "?")
     result["interruptions"] = [e["event"] for e in report.get("events", [])
                                if "interrupt" in e["event"] or "stop" in e["event"] or "resumed" in e["event"]]
@@ -157,14 +170,18 @@ def main() -> int:
         if "error" in result:
             print(f"trial {trial}: {result['error']}")
             continue
-        driver = result.get("driver", {})
-        loop = ", ".join(f"{k} {driver[k]}" for k in sorted(driver) if re.match(r"(period|overrun|cycle)", k))
         print(f"trial {trial}: session {result['ended']}; quick stops {result['quick_stops']}; "
-              f"joint_states in bag {result.get('samples', 0)}, largest gap {result.get('max_gap_ms', float('nan')):.1f} ms")
-        print(f"  driver loop: {loop or 'no loop statistics in /diagnostics'}")
+              f"largest joint_states gap during the session {result.get('session_gap_ms', float('nan')):.1f} ms; "
+              f"joint_states in bag {result.get('samples', 0)}, largest gap {result.get('max_gap_ms', float('nan')):.1f} ms "
+              "(%.1f s after the first sample, %.1f s before the last)" % result.get("max_gap_at", (0, 0)))
+        for name in LOOP_NODES:
+            values = result.get("loops", {}).get(name, {})
+            loop = ", ".join(f"{k} {values[k]}" for k in sorted(values) if re.match(r"(period|overrun|cycle|states_|longest)", k))
+            print(f"  {name} loop: {loop or 'no loop statistics in /diagnostics'}")
         for event in result["interruptions"]:
             print(f"  event: {event}")
         if args.verbose:
+            print(f"  largest gap starts at {result.get('max_gap_stamp', 0.0):.3f} (ROS time)")
             for line in result["warnings"]:
                 print(f"  log: {line}")
     return 0

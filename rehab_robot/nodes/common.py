@@ -23,6 +23,7 @@ from std_msgs.msg import Bool
 
 from rehab_robot import graph
 from rehab_robot.errors import ConfigError, RehabRobotError
+from rehab_robot.nodes.nonblocking import GilFreePublisher
 from rehab_robot.safety.gate import HeartbeatMonitor
 
 OK = DiagnosticStatus.OK
@@ -171,12 +172,17 @@ class DiagnosticsPublisher:
     ) -> None:
         self._node = node
         self._report = report
-        self._publisher = node.create_publisher(DiagnosticArray, "/diagnostics", EVENT_QOS)
+        # GIL released during the DDS write: a write that waits for DDS (a tool joining)
+        # must not hold up the node's loop thread.
+        self._publisher = GilFreePublisher(node.create_publisher(DiagnosticArray, "/diagnostics", EVENT_QOS))
         self._timer = node.create_timer(period, self.publish)
 
     def publish(self) -> None:
         """Publish the node's status now."""
         level, message, values = self._report()
+        took, name = getattr(self._node, "longest_callback", (0.0, ""))
+        if name:
+            values = {**values, "longest_callback": f"{name} {took * 1e3:.1f} ms"}
         status = DiagnosticStatus(
             level=level,
             name=f"rehab_robot: {self._node.get_name()}",
@@ -199,22 +205,35 @@ class GracefulNode(Node):
 
     #: Default ROS name of the node, also used in start-up error messages.
     node_name = "rehab_robot_node"
-    #: Niceness of the whole process (every thread), set before DDS starts; 0 keeps it.
+    #: SCHED_FIFO priority of the whole process (every thread), set before DDS starts; 0: none.
+    realtime_priority = 0
+    #: Niceness used instead where SCHED_FIFO is not permitted; 0 keeps it.
     niceness = 0
     #: Traceback text of the first exception a callback raised (a bug): the node then exits.
     fatal_error: Optional[str] = None
+    #: Duration [s] and name of the longest callback so far.
+    longest_callback: tuple[float, str] = (0.0, "")
 
     def _guarded(self, callback: Callable) -> Callable:
         # The events executor logs callback exceptions and carries on; a safety node with
         # a broken callback must stop instead (the launcher then stops the graph).
+        # The longest callback is reported on /diagnostics: the executor thread holds the
+        # GIL while a callback runs, so a slow one is what a loop thread would wait for.
+        name = getattr(callback, "__name__", "callback")
+
         @functools.wraps(callback)
         def guarded(*args, **kwargs):
+            started = time.monotonic()
             try:
                 return callback(*args, **kwargs)
             except Exception:  # noqa: BLE001 - any exception here is a bug to report
                 if self.fatal_error is None:
                     self.fatal_error = traceback.format_exc()
                 raise
+            finally:
+                took = time.monotonic() - started
+                if took > self.longest_callback[0]:
+                    self.longest_callback = (took, name)
 
         return guarded
 
@@ -238,20 +257,33 @@ class GracefulNode(Node):
         return False
 
 
-def raise_priority(niceness: int) -> Optional[str]:
-    """Schedule this process's threads ahead of normal ones; return why not, or None.
+def raise_priority(realtime_priority: int, niceness: int) -> Optional[str]:
+    """Schedule this process's threads ahead of normal ones; return how, if not as asked.
 
-    Call it before ``rclpy.init()``: Linux applies a niceness to the calling thread only,
-    and threads inherit it when they are created. The DDS threads (discovery, receive,
-    asynchronous send) created by ``rclpy.init()`` then share the loop's priority. If they
-    ran at normal priority, a CPU-bound neighbour could starve one of them while it holds
-    a lock that the loop's publish needs (priority inversion), and the loop would stall.
+    The process gets ``SCHED_FIFO`` at ``realtime_priority`` (1..99), as ros2_control's
+    realtime_tools gives its control thread; where that is not permitted (it needs
+    CAP_SYS_NICE or an ``rtprio`` limit), the niceness ``niceness`` instead.
+
+    Call it before ``rclpy.init()``: Linux applies both to the calling thread only, and
+    threads inherit them when they are created. The DDS threads (discovery, receive,
+    asynchronous send) created by ``rclpy.init()`` and the executor thread then share the
+    loop's priority. If they ran at normal priority, a CPU-bound neighbour could preempt
+    one of them while it holds the GIL or a lock that the loop needs (priority
+    inversion), and the loop would wait for the neighbour's time slice.
     """
+    if realtime_priority > 0:
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(realtime_priority))
+            return None
+        except (PermissionError, OSError) as exc:
+            fifo_problem = f"SCHED_FIFO {realtime_priority} not permitted ({exc})"
+    else:
+        fifo_problem = ""
     try:
         os.setpriority(os.PRIO_PROCESS, 0, niceness)
     except (PermissionError, OSError) as exc:
-        return f"running at normal priority (could not set nice {niceness}: {exc})"
-    return None
+        return f"running at normal priority: {fifo_problem}; nice {niceness} not permitted ({exc})"
+    return f"running at nice {niceness}: {fifo_problem}" if fifo_problem else None
 
 
 def lock_memory() -> Optional[str]:
@@ -297,8 +329,8 @@ def run(node_factory: Callable[[], GracefulNode], args: Optional[list[str]] = No
     Returns the process exit status.
     """
     problems = []
-    if getattr(node_factory, "niceness", 0):
-        problems += [raise_priority(node_factory.niceness), lock_memory()]
+    if getattr(node_factory, "realtime_priority", 0) or getattr(node_factory, "niceness", 0):
+        problems += [raise_priority(node_factory.realtime_priority, node_factory.niceness), lock_memory()]
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     stop_requested = []
 
@@ -312,7 +344,11 @@ def run(node_factory: Callable[[], GracefulNode], args: Optional[list[str]] = No
     try:
         node = node_factory()
         for problem in filter(None, problems):
-            node.get_logger().warning(problem)
+            if problem.startswith("running at nice"):
+                # Still ahead of normal processes: worth knowing, not a warning.
+                node.get_logger().info(problem)
+            else:
+                node.get_logger().warning(problem)
         executor = make_executor()
         executor.add_node(node)
         while rclpy.ok() and not stop_requested and not node.finished() and node.fatal_error is None:

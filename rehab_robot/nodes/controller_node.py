@@ -50,6 +50,7 @@ class MotionControllerNode(GracefulNode):
     """The motion controller node (see module docstring)."""
 
     node_name = "motion_controller"
+    realtime_priority = 48
     niceness = -10
 
     def __init__(self) -> None:

@@ -66,6 +66,7 @@ class HardwareDriverNode(GracefulNode):
     """The hardware driver node (see module docstring)."""
 
     node_name = "hardware_driver"
+    realtime_priority = 50
     niceness = -10
 
     def __init__(self) -> None:
@@ -227,6 +228,7 @@ class HardwareDriverNode(GracefulNode):
             "rejected_commands": self.rejected_commands,
             "states_published": self.state_out.published,
             "states_skipped": self.state_out.skipped,
+            "states_longest_write_ms": f"{self.state_out.longest_write * 1e3:.1f}",
             "gil_free_publishing": self.state_out.gil_free,
             "at_rest": self.driver.last_sample.at_rest if self.driver.last_sample else "unknown",
             **timing.as_values(),

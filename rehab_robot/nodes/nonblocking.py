@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import threading
+import time
 from typing import Any, Optional
 
 from rclpy.serialization import serialize_message
@@ -114,6 +115,8 @@ class LatestValuePublisher:
         self.published = 0
         self.skipped = 0
         self.error: Optional[str] = None
+        #: Longest single DDS write so far [s] (the loop never waits for it).
+        self.longest_write = 0.0
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -138,11 +141,13 @@ class LatestValuePublisher:
                 if self._pending is None:
                     return
                 msg, self._pending = self._pending, None
+            started = time.monotonic()
             try:
                 self._publisher.publish(msg)
                 self.published += 1
             except Exception as exc:  # noqa: BLE001 - reported on diagnostics, never fatal to the loop
                 self.error = str(exc)
+            self.longest_write = max(self.longest_write, time.monotonic() - started)
 
     def stop(self, timeout: float = 1.0) -> None:
         """Publish what is pending, then end the thread."""

@@ -62,7 +62,7 @@ FLOW_TIMEOUT = 0.2
 #: still explain the stop that follows (the supervisor sends the status first).
 CAUSE_SLACK = 0.05
 #: Heartbeat age or gap [s] the session takes for a lost heartbeat (the drives stop at 50 ms).
-HEARTBEAT_TIMEOUT = 0.25
+HEARTBEAT_TIMEOUT = 1.0
 #: How long [s] an interruption waits for the supervisor's cause before the heartbeat's own text is kept.
 CAUSE_WAIT = 0.5
 
@@ -152,13 +152,13 @@ class SessionManagerNode(GracefulNode):
     def stop_cause(self) -> str:
         """Return why motion stopped, or "" while the cause has not arrived.
 
-        A heartbeat gap is its own cause. Otherwise the cause is the supervisor's
+        A heartbeat gap, or a stop reported by the driver, is its own cause. Otherwise the cause is the supervisor's
         safety/status, which travels on its own topic and may arrive just after the
         heartbeat that stopped motion: a status older than the last heartbeat that
         permitted motion belongs to an earlier stop.
         """
         interruption = self.heartbeat.interruption
-        if interruption.startswith("safety heartbeat lost"):
+        if interruption.startswith(("safety heartbeat lost", "drives stopped")):
             return interruption
         stamp, cause = self._stop_cause
         return cause if stamp >= self.heartbeat.last_permitted_at - CAUSE_SLACK else ""

@@ -51,6 +51,7 @@ class SafetySupervisorNode(GracefulNode):
     """The safety supervisor node (see module docstring)."""
 
     node_name = "safety_supervisor"
+    realtime_priority = 49
     niceness = -10
 
     def __init__(self) -> None:
