@@ -631,10 +631,10 @@ def _event(source: str, where: str, data) -> EventConfig:
             "push_out": ("type", "time", "duration", "joint", "direction", "effort")}[kind]
     _mapping(source, data, keys, where)
     if "time" not in data:
-        raise ConfigError(f"{source}: '{where}.time' is missing: the start [s] after the simulation started")
+        raise ConfigError(f"{source}: '{where}.time' is missing: must be the start [s] after the simulation started, >= 0")
     time = _number(source, f"{where}.time", data["time"], 0.0, 1e6, "between 0 and 1e6 s")
     if kind == "spasm" and "duration" not in data:
-        raise ConfigError(f"{source}: '{where}.duration' is missing: a spasm lasts a duration > 0 s")
+        raise ConfigError(f"{source}: '{where}.duration' is missing: a spasm must have a duration > 0 s")
     duration = data.get("duration", math.inf)
     if not (duration == math.inf or _is_number(duration) and math.isfinite(duration) and 0.0 < duration <= 1e6):
         raise ConfigError(f"{source}: '{where}.duration' = {duration!r}: must be between 0 (excluded) "
@@ -642,7 +642,7 @@ def _event(source: str, where: str, data) -> EventConfig:
     event: dict[str, Any] = {"type": kind, "time": time, "duration": float(duration)}
     if kind == "spasm":
         if "torque" not in data:
-            raise ConfigError(f"{source}: '{where}.torque' is missing: the spasm torque per joint [N·m]")
+            raise ConfigError(f"{source}: '{where}.torque' is missing: a spasm must have a torque per joint [N·m]")
         event["torque"] = _per_joint(source, f"{where}.torque", data["torque"], -200.0, 200.0,
                                      "between -200 and 200 N·m", (0.0,) * len(JOINT_NAMES))
     if kind == "push_out":
