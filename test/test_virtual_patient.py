@@ -540,3 +540,22 @@ def test_patient_is_deterministic_under_its_seed(robot):
 
     np.testing.assert_array_equal(session(3), session(3))
     assert not np.allclose(session(3), session(4))
+
+
+def test_cuff_wrench_stays_bounded_where_the_shoulder_is_in_gimbal_lock(robot):
+    """At 90 deg abduction two shoulder axes line up and the cuff Jacobian loses rank:
+    the wrench the patient's torques give stays finite and of the order of the
+    torques over the lever arm, and the part the cuff can carry is still matched."""
+    pose = np.array([0.0, math.pi / 2.0, 0.0, 1.0])
+    jac = robot.frame_jacobian(pose, "ft_sensor_link", reference="local")
+    assert np.linalg.svd(jac, compute_uv=False)[-1] < 1e-6  # truly singular
+    torque = [5.0, 5.0, 5.0, 5.0]
+    arm, clock = make_arm(initial_position=list(pose), human_load=MASSLESS, virtual_patient={
+        "events": [{"type": "spasm", "time": 0.0, "duration": 1.0, "torque": torque}]})
+    wrench = run(arm, clock, 0.3)[-1].wrench
+    assert np.all(np.isfinite(wrench))
+    assert np.linalg.norm(wrench) < 200.0
+    # Project onto the joint-torque directions the cuff can produce (range of J^T).
+    u, s, _ = np.linalg.svd(jac.T, full_matrices=False)
+    carried = u[:, s > 1e-6]
+    np.testing.assert_allclose(carried.T @ (jac.T @ wrench), carried.T @ arm.patient_torque, atol=0.05)

@@ -79,6 +79,9 @@ FRICTION_SMOOTHING = 0.05
 MAX_CATCH_UP = 1.0
 
 _MIN_RATE_HZ = 1000.0
+#: Damping of the patient-torque-to-cuff-wrench solve: a bias of about
+#: (damping / smallest singular value of the cuff Jacobian)² ~ 1e-4, bounded at singularities.
+_WRENCH_DAMPING = 1e-3
 # Upper-arm and forearm radii [m] and lengths [m], for the limb segment inertias.
 _UPPER_ARM_SIZE = (0.045, 0.28)
 _FOREARM_SIZE = (0.04, 0.25)
@@ -485,7 +488,12 @@ class SimulatedArm(HardwareInterface):
         wrench = self._joint_to_ft.actInv(on_cuff).vector.copy()
         if self._patient is not None:
             jac = pin.computeFrameJacobian(self._model, data, q, self._ft_frame, pin.ReferenceFrame.LOCAL)
-            wrench += np.linalg.lstsq(jac.T, self._patient_tau, rcond=None)[0]
+            # Minimum-norm solution J (J^T J)^-1 tau_p as a 4x4 solve (far cheaper than a
+            # general least squares), slightly damped so that it stays bounded where two
+            # joint axes line up (gimbal lock of the shoulder) and J loses rank.
+            gram = jac.T @ jac
+            gram[np.diag_indices_from(gram)] += _WRENCH_DAMPING**2
+            wrench += jac @ np.linalg.solve(gram, self._patient_tau)
         return wrench
 
     def _build_sim_model(self, load: dict, armature: np.ndarray) -> pin.Model:
