@@ -559,3 +559,23 @@ def test_cuff_wrench_stays_bounded_where_the_shoulder_is_in_gimbal_lock(robot):
     u, s, _ = np.linalg.svd(jac.T, full_matrices=False)
     carried = u[:, s > 1e-6]
     np.testing.assert_allclose(carried.T @ (jac.T @ wrench), carried.T @ arm.patient_torque, atol=0.05)
+
+
+def test_tremor_and_spasm_make_the_simulated_reach_less_smooth(robot):
+    """Measured with the metrics package, a plain reach is smooth (SPARC near the
+    minimum-jerk -1.4); tremor makes it less smooth, and a mid-reach spasm too."""
+    from rehab_robot.metrics import ldlj, sparc
+
+    def smoothness(**settings):
+        samples = reach(robot, **settings)
+        t = np.array([s.stamp for s in samples])
+        v = np.array([s.velocity[ELBOW] for s in samples])
+        return sparc(t, v), ldlj(t, v)
+
+    plain = smoothness()
+    shaky = smoothness(tremor={"frequency": 6.0, "amplitude": {"elbow_flexion": 1.0}})
+    spasm = smoothness(events=[{"type": "spasm", "time": 0.8, "duration": 0.15,
+                                "torque": {"elbow_flexion": -6.0}}])
+    assert plain[0] > -1.8
+    assert shaky[0] < plain[0] - 0.3 and shaky[1] < plain[1]
+    assert spasm[0] < plain[0] and spasm[1] < plain[1]
