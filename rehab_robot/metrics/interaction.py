@@ -16,7 +16,11 @@ def _force_norm(force, n: int | None = None) -> np.ndarray:
 
 
 def peak_interaction_force(force) -> float:
-    """Largest interaction force magnitude [N].
+    """Largest interaction force magnitude [N]: max_i |F_i|.
+
+    Reference: the cuff force measured by patient-cooperative arm robots, e.g. T. Nef,
+    M. Mihelj, R. Riener, "ARMin: a robot for patient-cooperative arm therapy", Med. Biol.
+    Eng. Comput. 45, 2007.
 
     Args:
         force: Force magnitudes [N] (N,), forces (N, 3) or wrenches (N, 6) as in
@@ -32,6 +36,7 @@ def mean_interaction_force(t, force) -> float:
     """Time-averaged interaction force magnitude [N]: (1 / T) ∫ |F| dt (trapezoid rule).
 
     Sampling may be non-uniform; each sample weighs by the time it covers.
+    Reference: as for :func:`peak_interaction_force`.
 
     Args:
         t: Time stamps [s], strictly increasing, shape (N,).
@@ -72,7 +77,8 @@ def work_share(t, velocity, robot_torque, patient_torque) -> WorkShare:
     positive work is ∫ max(P, 0) dt, net work ∫ P dt (trapezoid rule; sampling may
     be non-uniform). The robot's torque is the motor effort (``joint_states``
     effort); the patient's is J^T W of the cuff wrench W (or the sim's
-    ``patient_torque``).
+    ``patient_torque``). Reference: joint power τ·q̇ of rigid-body mechanics; the
+    share is this package's summary of it.
 
     Args:
         t: Time stamps [s], shape (N,).

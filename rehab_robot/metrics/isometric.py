@@ -28,6 +28,8 @@ def isometric_peak_torque(torque, direction: int | None = None) -> float:
         direction: +1 or -1, the direction of the effort; ``None``: the sign of the
             largest |torque|.
 
+    Reference: the maximal voluntary contraction of isometric dynamometry.
+
     Returns:
         max(direction * torque) [N·m], >= 0 when the patient pushed that way.
 
@@ -43,7 +45,8 @@ def sustained_torque(t, torque, hold_time: float, direction: int | None = None) 
         max over intervals [t_i, t_j] with t_j - t_i >= hold_time of min_{i..j} direction * torque
 
     E.g. a 3 s sustained-contraction test: ``sustained_torque(t, tau, 3.0)``.
-    Sampling may be non-uniform.
+    Sampling may be non-uniform. Reference: this package's definition of an endurance
+    (held-contraction) test outcome; the level is the worst moment of the best window.
 
     Args:
         t: Time stamps [s], strictly increasing, shape (N,).

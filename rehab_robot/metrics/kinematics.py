@@ -26,6 +26,8 @@ def range_of_motion(position) -> RangeOfMotion:
     Returns:
         Floats for 1-D input, per-joint arrays for 2-D input.
 
+    Reference: the clinical (goniometric) range of motion, here of the measured joint angles.
+
     Raises:
         ValueError: for NaN/inf or no samples.
     """
@@ -38,6 +40,9 @@ def range_of_motion(position) -> RangeOfMotion:
 
 def peak_speed(velocity) -> float:
     """Largest speed [unit/s]: max |v| of a 1-D velocity, max row norm of (N, d).
+
+    Reference: a standard reaching outcome, e.g. B. Rohrer et al., "Movement smoothness
+    changes during stroke recovery", J. Neurosci. 22(18), 2002.
 
     Raises:
         ValueError: for NaN/inf or no samples.
@@ -72,6 +77,9 @@ def movement_time(t, speed, threshold: float = 0.05) -> float:
     """Movement time [s]: from the first to the last sample whose speed is at least
     ``threshold`` times the peak speed (see :func:`movement_bounds`).
 
+    Reference: the customary 5 %-of-peak-speed onset criterion of reaching studies
+    (e.g. Rohrer et al. 2002, above).
+
     Raises:
         ValueError: for NaN/inf, fewer than 2 samples, a bad threshold or no movement.
     """
@@ -85,7 +93,9 @@ def path_length_ratio(path, reference=None) -> float:
 
     1 for a path along the reference, more for a detour. The reference is a
     polyline (e.g. the exercise's via points), by default the straight line from
-    the path's first to its last point.
+    the path's first to its last point. Reference: healthy reaches are nearly straight
+    (T. Flash, N. Hogan, J. Neurosci. 5(7), 1985); used as a robot-therapy outcome e.g. by
+    L. E. Kahn et al., J. NeuroEngineering Rehabil. 3:12, 2006.
 
     Args:
         path: Points [m], shape (N, d), e.g. the cuff position over time.
@@ -108,6 +118,8 @@ def max_path_deviation(path, reference=None) -> float:
     """Largest distance [m] of a path's points from the reference polyline.
 
         max_i min_segments | p_i - closest point of the segment |
+
+    Reference: as for :func:`path_length_ratio`.
 
     Args:
         path: Points [m], shape (N, d).
