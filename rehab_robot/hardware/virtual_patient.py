@@ -392,7 +392,7 @@ class VirtualPatient:
         effort = self.config.effort
         push = spasm = None
         for event in self._events:
-            if event.time <= rel < event.time + event.duration:
+            if event.active(rel):
                 if event.type == "stop_trying":
                     effort = 0.0
                 elif event.type == "push_out":
@@ -631,12 +631,14 @@ def _event(source: str, where: str, data) -> EventConfig:
             "push_out": ("type", "time", "duration", "joint", "direction", "effort")}[kind]
     _mapping(source, data, keys, where)
     if "time" not in data:
-        raise ConfigError(f"{source}: '{where}.time' is missing: must be the start [s] after the simulation started, >= 0")
+        raise ConfigError(f"{source}: '{where}.time' is missing: must be the start [s] after the "
+                          "simulation started, >= 0")
     time = _number(source, f"{where}.time", data["time"], 0.0, 1e6, "between 0 and 1e6 s")
     if kind == "spasm" and "duration" not in data:
         raise ConfigError(f"{source}: '{where}.duration' is missing: a spasm must have a duration > 0 s")
     duration = data.get("duration", math.inf)
-    if not (duration == math.inf or _is_number(duration) and math.isfinite(duration) and 0.0 < duration <= 1e6):
+    endless = duration == math.inf and kind != "spasm"
+    if not (endless or _is_number(duration) and math.isfinite(duration) and 0.0 < duration <= 1e6):
         raise ConfigError(f"{source}: '{where}.duration' = {duration!r}: must be between 0 (excluded) "
                           "and 1e6 s" + ("" if kind == "spasm" else ", or .inf (to the end)"))
     event: dict[str, Any] = {"type": kind, "time": time, "duration": float(duration)}

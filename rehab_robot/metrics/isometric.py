@@ -8,6 +8,10 @@ import numpy as np
 
 from rehab_robot.metrics import _checks
 
+#: Slack [s] on the hold time, so that rounding in the stamps (k * 0.01 s) does not
+#: make an interval of exactly ``hold_time`` count as shorter.
+TIME_SLACK = 1e-9
+
 
 def _directed(torque, n: int | None, direction) -> np.ndarray:
     tau = _checks.series(torque, "torque", n)
@@ -61,8 +65,10 @@ def sustained_torque(t, torque, hold_time: float, direction: int | None = None) 
     t = _checks.times(t)
     tau = _directed(torque, len(t), direction)
     hold_time = _checks.positive(hold_time, "hold_time", "a time > 0 [s]")
+    hold_time -= TIME_SLACK
     if t[-1] - t[0] < hold_time:
-        raise ValueError(f"the recording lasts {t[-1] - t[0]:.6g} s, shorter than hold_time = {hold_time:g} s")
+        raise ValueError(f"the recording lasts {t[-1] - t[0]:.6g} s, shorter than "
+                         f"hold_time = {hold_time + TIME_SLACK:g} s")
     # Sliding minimum over the shortest window starting at each i: both ends only move forward.
     best = -np.inf
     window: collections.deque[int] = collections.deque()  # indices, torque increasing
