@@ -579,3 +579,15 @@ def test_tremor_and_spasm_make_the_simulated_reach_less_smooth(robot):
     assert plain[0] > -1.8
     assert shaky[0] < plain[0] - 0.3 and shaky[1] < plain[1]
     assert spasm[0] < plain[0] and spasm[1] < plain[1]
+
+
+def test_diagnostics_show_an_active_patient_only():
+    """A passive patient adds no diagnostics (as before); an active one reports its
+    reaches, strength left and work."""
+    assert make_arm()[0].diagnostics() == {}
+    assert make_arm(virtual_patient={})[0].diagnostics() == {}
+    arm, clock = make_arm(virtual_patient={"effort": 1.0, "reaction_delay": 0.0, "fatigue": {"per_reach": 0.5}})
+    arm.set_patient_target(HOME + 0.3, 0.0)
+    run(arm, clock, 0.1)
+    assert arm.diagnostics() == {"virtual_patient_reaches": "1", "virtual_patient_strength_left": "65 %",
+                                 "virtual_patient_work": "0.0 J"}

@@ -316,6 +316,17 @@ class SimulatedArm(HardwareInterface):
         """Joint torques [N·m] the patient's muscles applied in the last step."""
         return self._patient_tau.copy()
 
+    def diagnostics(self) -> dict[str, str]:
+        """The virtual patient's state when one is active (none otherwise)."""
+        patient = self._patient
+        if patient is None:
+            return {}
+        return {
+            "virtual_patient_reaches": str(patient.reaches),
+            "virtual_patient_strength_left": f"{100.0 * patient.fatigue_factor:.0f} %",
+            "virtual_patient_work": f"{patient.work:.1f} J",
+        }
+
     def enable(self) -> None:
         """Let subsequent ``write()`` setpoints move the arm.
 
