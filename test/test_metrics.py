@@ -417,3 +417,12 @@ def test_isometric_metrics_refuse_bad_input():
         isometric_peak_torque(np.ones((5, 2)))
     with pytest.raises(ValueError, match="direction"):
         isometric_peak_torque(np.ones(5), direction=2)
+
+
+def test_metrics_do_not_import_rclpy():
+    """The metrics are plain modules: importing them pulls in no ROS."""
+    import subprocess
+    import sys
+
+    code = "import sys, rehab_robot.metrics; assert 'rclpy' not in sys.modules, 'rclpy imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)

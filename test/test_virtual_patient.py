@@ -591,3 +591,13 @@ def test_diagnostics_show_an_active_patient_only():
     run(arm, clock, 0.1)
     assert arm.diagnostics() == {"virtual_patient_reaches": "1", "virtual_patient_strength_left": "65 %",
                                  "virtual_patient_work": "0.0 J"}
+
+
+def test_virtual_patient_does_not_import_rclpy():
+    """The virtual patient is a plain module: importing it (and the sim) pulls in no ROS."""
+    import subprocess
+    import sys
+
+    code = ("import sys, rehab_robot.hardware.virtual_patient, rehab_robot.hardware.sim; "
+            "assert 'rclpy' not in sys.modules, 'rclpy imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
