@@ -601,3 +601,44 @@ def test_virtual_patient_does_not_import_rclpy():
     code = ("import sys, rehab_robot.hardware.virtual_patient, rehab_robot.hardware.sim; "
             "assert 'rclpy' not in sys.modules, 'rclpy imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_work_share_tells_who_moved_the_arm(robot):
+    """Measured with metrics.work_share on a horizontal swing (shoulder rotation with the
+    upper arm hanging, so gravity does almost no work): when the patient swings a
+    compliant arm it did nearly all the positive work; when the robot moves a passive
+    patient's arm the patient did none."""
+    from rehab_robot.metrics import work_share
+
+    target = HOME + [0.0, 0.0, 0.6, 0.0]
+
+    def share(arm, clock, command, patient_target):
+        arm.enable()
+        if patient_target is not None:
+            arm.set_patient_target(patient_target, 0.0)
+        t, v, robot_tau, patient_tau = [], [], [], []
+
+        def record(sample):
+            t.append(sample.stamp)
+            v.append(sample.velocity)
+            robot_tau.append(sample.effort)
+            patient_tau.append(arm.patient_torque)
+            return command(sample)
+
+        run(arm, clock, 2.0, record)
+        return work_share(t, v, robot_tau, patient_tau)
+
+    patient_led = share(*make_arm(**SOFT_DRIVE, virtual_patient={"effort": 1.0, "reaction_delay": 0.0}),
+                        follow_with_gravity(robot), target)
+    assert patient_led.patient_positive > 0.05
+    assert patient_led.patient_share > 0.9
+
+    def robot_move(sample):
+        tau = min(sample.stamp / 1.0, 1.0)
+        s = 10 * tau**3 - 15 * tau**4 + 6 * tau**5
+        position = HOME + (target - HOME) * s
+        return JointCommand(position, np.zeros(4), robot.gravity_torques(position))
+
+    robot_led = share(*make_arm(), robot_move, None)
+    assert robot_led.robot_positive > 0.05
+    assert robot_led.patient_share == 0.0
