@@ -105,7 +105,7 @@ def scripted_session(robot, arm, clock):
     return np.concatenate([np.r_[s.stamp, s.position, s.velocity, s.effort, s.wrench] for s in samples])
 
 
-@pytest.mark.parametrize("settings", [None, {}, {"effort": 0.0, "impairment": 0.5, "seed": 7},
+@pytest.mark.parametrize("settings", [None, {}, "", {"effort": 0.0, "impairment": 0.5, "seed": 7},
                                       {"events": [{"type": "stop_trying", "time": 0.5}]}])
 def test_default_patient_leaves_the_simulation_bit_identical(robot, settings):
     """With the default (passive) settings the samples are bit for bit those of an arm

@@ -263,16 +263,17 @@ _TOP_FIELDS = ("effort", "impairment", "strength", "reaction_delay", "peak_speed
 
 
 def load_virtual_patient(value, source: str = "hardware option 'virtual_patient'") -> VirtualPatientConfig:
-    """Return the settings given as ``None`` (passive), a mapping, or a YAML file path.
+    """Return the settings given as ``None`` or ``""`` (passive), a mapping, or a YAML file path.
 
     A file holds the settings mapping, optionally under a top-level key ``virtual_patient``.
 
     Raises:
         ConfigError: if the file cannot be read or a field is invalid; names file and field.
     """
-    if value is None or isinstance(value, Mapping):
-        return VirtualPatientConfig.from_mapping(value, source)
-    if not isinstance(value, (str, os.PathLike)) or not str(value):
+    if value is None or isinstance(value, Mapping) or value == "":
+        # "" is how ROS parameters say "not set".
+        return VirtualPatientConfig.from_mapping(value or None, source)
+    if not isinstance(value, (str, os.PathLike)):
         raise ConfigError(f"{source} = {value!r}: must be a mapping of settings or a YAML file path")
     path = os.fspath(value)
     try:
