@@ -33,7 +33,7 @@ import pinocchio as pin
 from rehab_robot import JOINT_NAMES
 from rehab_robot.errors import ConfigError, HardwareError
 from rehab_robot.hardware.interface import HardwareInterface, JointCommand, JointSample
-from rehab_robot.hardware.virtual_patient import VirtualPatient, load_virtual_patient
+from rehab_robot.hardware.virtual_patient import VirtualPatient, check_target, load_virtual_patient
 from rehab_robot.model import ArmModel
 
 #: Comfortable start pose [rad]: arm by the side, slightly abducted, elbow slightly bent.
@@ -304,7 +304,7 @@ class SimulatedArm(HardwareInterface):
                 self._patient.set_target(position, stamp)
             else:
                 # Same checks without a patient, so a caller's bug shows in any setup.
-                _check_target(position, stamp, len(self.joint_names))
+                check_target(position, stamp)
 
     @property
     def virtual_patient(self) -> VirtualPatient | None:
@@ -555,18 +555,6 @@ class SimulatedArm(HardwareInterface):
 
 
 # -- helpers -------------------------------------------------------------------
-
-
-def _check_target(position, stamp, n: int) -> None:
-    """Raise ValueError unless ``position`` holds n finite angles and ``stamp`` is a finite time."""
-    target = np.asarray(position, dtype=float)
-    if target.shape != (n,):
-        raise ValueError(f"patient target must have {n} joint positions ({', '.join(JOINT_NAMES)}), "
-                         f"got shape {target.shape}")
-    if not np.isfinite(target).all():
-        raise ValueError(f"patient target holds NaN or inf: {target.tolist()}")
-    if not _is_number(stamp) or not math.isfinite(stamp):
-        raise ValueError(f"patient target stamp must be a finite time [s], got {stamp!r}")
 
 
 def _end_stop_torque(q, v, lower, upper) -> np.ndarray:

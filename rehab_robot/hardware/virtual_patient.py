@@ -48,6 +48,7 @@ __all__ = [
     "TremorConfig",
     "VirtualPatient",
     "VirtualPatientConfig",
+    "check_target",
     "load_virtual_patient",
 ]
 
@@ -353,14 +354,7 @@ class VirtualPatient:
         Raises:
             ValueError: for a wrong size, NaN/inf, or a stamp older than the last one.
         """
-        target = np.asarray(position, dtype=float)
-        if target.shape != (self._n,):
-            raise ValueError(f"patient target must have {self._n} joint positions "
-                             f"({', '.join(JOINT_NAMES)}), got shape {target.shape}")
-        if not np.isfinite(target).all():
-            raise ValueError(f"patient target holds NaN or inf: {target.tolist()}")
-        if not _is_number(stamp) or not math.isfinite(stamp):
-            raise ValueError(f"patient target stamp must be a finite time [s], got {stamp!r}")
+        target = check_target(position, stamp)
         stamp = float(stamp)
         if self._targets and stamp < self._targets[-1][0]:
             raise ValueError(f"patient target stamp {stamp} is older than the previous one "
@@ -492,6 +486,24 @@ class VirtualPatient:
         self._aim = [min(max(a, lo), hi) for a, lo, hi in zip(aim, self._lower, self._upper)]
         self._time_to_go = duration
         self.reaches += 1
+
+
+def check_target(position: Sequence[float], stamp: float) -> np.ndarray:
+    """Return a target's joint positions [rad] as an array after checking it and its stamp [s].
+
+    Raises:
+        ValueError: for a wrong size, NaN/inf, or a stamp that is not a finite number.
+    """
+    target = np.asarray(position, dtype=float)
+    n = len(JOINT_NAMES)
+    if target.shape != (n,):
+        raise ValueError(f"patient target must have {n} joint positions ({', '.join(JOINT_NAMES)}), "
+                         f"got shape {target.shape}")
+    if not np.isfinite(target).all():
+        raise ValueError(f"patient target holds NaN or inf: {target.tolist()}")
+    if not _is_number(stamp) or not math.isfinite(stamp):
+        raise ValueError(f"patient target stamp must be a finite time [s], got {stamp!r}")
+    return target
 
 
 def _envelope(since: float, duration: float) -> float:
