@@ -8,7 +8,11 @@ robot of the URDF plus the patient's limb:
   (carried by the cuff) as extra rigid bodies, so they load every joint;
 * a mild visco-elastic resistance of the limb's joints (spastic-like), in joint space;
 * the reflected rotor inertia of the geared actuators (armature), joint viscous
-  and dry friction from the URDF, and stiff end stops just beyond the URDF limits.
+  and dry friction from the URDF, and stiff end stops just beyond the URDF limits;
+* optionally a virtual patient (:mod:`rehab_robot.hardware.virtual_patient`) whose
+  muscles add joint torques: reaching for the target given by
+  :meth:`SimulatedArm.set_patient_target`, spasticity, tremor, fatigue, scripted
+  events. By default the patient is passive and the simulation is unchanged.
 
 The simulation is a pure function of the clock readings and the calls made: with
 an injected fake clock it is fully deterministic. ``read()`` steps the physics up
@@ -29,6 +33,7 @@ import pinocchio as pin
 from rehab_robot import JOINT_NAMES
 from rehab_robot.errors import ConfigError, HardwareError
 from rehab_robot.hardware.interface import HardwareInterface, JointCommand, JointSample
+from rehab_robot.hardware.virtual_patient import VirtualPatient, check_target, load_virtual_patient
 from rehab_robot.model import ArmModel
 
 #: Comfortable start pose [rad]: arm by the side, slightly abducted, elbow slightly bent.
@@ -74,6 +79,9 @@ FRICTION_SMOOTHING = 0.05
 MAX_CATCH_UP = 1.0
 
 _MIN_RATE_HZ = 1000.0
+#: Damping of the patient-torque-to-cuff-wrench solve: a bias of about
+#: (damping / smallest singular value of the cuff Jacobian)² ~ 1e-4, bounded at singularities.
+_WRENCH_DAMPING = 1e-3
 # Upper-arm and forearm radii [m] and lengths [m], for the limb segment inertias.
 _UPPER_ARM_SIZE = (0.045, 0.28)
 _FOREARM_SIZE = (0.04, 0.25)
@@ -92,6 +100,8 @@ class SimulatedArm(HardwareInterface):
         damping: Drive velocity gain [N·m·s/rad], scalar or per joint.
         quick_stop_time: Time constant [s] of the velocity decay on ``disable()``.
         rest_velocity: Speed [rad/s] below which a joint counts as at rest.
+        virtual_patient: Settings of the patient's muscles (docs/virtual-patient.md):
+            a mapping, or the path of a YAML file holding one; ``None``: passive.
 
     Attributes:
         joint_names: Joint names, in the order of every array.
@@ -113,6 +123,7 @@ class SimulatedArm(HardwareInterface):
         damping=None,
         quick_stop_time: float = 0.006,
         rest_velocity: float = 0.01,
+        virtual_patient: Mapping | str | None = None,
     ):
         self.rate_hz = _number("rate_hz", rate_hz, _MIN_RATE_HZ, math.inf, "at least 1000 Hz")
         self.dt = 1.0 / self.rate_hz
@@ -182,6 +193,14 @@ class SimulatedArm(HardwareInterface):
                 f"{kd_max.tolist()} [N·m·s/rad] at rate_hz={self.rate_hz:g}"
             )
 
+        patient = load_virtual_patient(virtual_patient)
+        if np.any(load["damping"] + self._kd + patient.max_damping > kd_max):
+            raise ConfigError(
+                "hardware option 'virtual_patient': its damping (times effort) plus its "
+                "spasticity reflex gain, the limb's and the drive's damping must be at most "
+                f"{kd_max.tolist()} [N·m·s/rad] at rate_hz={self.rate_hz:g}"
+            )
+
         self._model = self._build_sim_model(load, armature)
         self._data = self._model.createData()
         self._wrench_data = self._model.createData()
@@ -212,6 +231,12 @@ class SimulatedArm(HardwareInterface):
         self._lock = threading.Lock()
         self._t_origin = float(clock())
         self._steps = 0
+        # A passive patient adds exactly nothing: it is left out of the hot path, so
+        # the simulation is bit for bit what it is without one.
+        self._patient = None if patient.passive else VirtualPatient(
+            patient, lower, upper, self.dt, self._t_origin)
+        self._patient_tau = np.zeros(n)  # patient joint torque of the last step [N·m]
+        self._ft_frame = self.robot.frame_id("ft_sensor_link")
 
     # -- HardwareInterface -----------------------------------------------------
 
@@ -262,6 +287,45 @@ class SimulatedArm(HardwareInterface):
             np.copyto(self._cmd_tau, fields[2])
             self._tracking = True
             self._stopping = False
+
+    def set_patient_target(self, position, stamp: float) -> None:
+        """Show the virtual patient the exercise's current target.
+
+        Args:
+            position: Joint positions [rad] the patient should reach for.
+            stamp: Time [s] on this backend's clock (``JointSample.stamp``) at which
+                the target appeared; the patient sees it ``reaction_delay`` later.
+
+        Raises:
+            ValueError: for a wrong size, NaN/inf, or a stamp older than the last one.
+        """
+        with self._lock:
+            if self._patient is not None:
+                self._patient.set_target(position, stamp)
+            else:
+                # Same checks without a patient, so a caller's bug shows in any setup.
+                check_target(position, stamp)
+
+    @property
+    def virtual_patient(self) -> VirtualPatient | None:
+        """The active virtual patient, or ``None`` when it is passive (read only)."""
+        return self._patient
+
+    @property
+    def patient_torque(self) -> np.ndarray:
+        """Joint torques [N·m] the patient's muscles applied in the last step."""
+        return self._patient_tau.copy()
+
+    def diagnostics(self) -> dict[str, str]:
+        """The virtual patient's state when one is active (none otherwise)."""
+        patient = self._patient
+        if patient is None:
+            return {}
+        return {
+            "virtual_patient_reaches": str(patient.reaches),
+            "virtual_patient_strength_left": f"{100.0 * patient.fatigue_factor:.0f} %",
+            "virtual_patient_work": f"{patient.work:.1f} J",
+        }
 
     def enable(self) -> None:
         """Let subsequent ``write()`` setpoints move the arm.
@@ -326,6 +390,9 @@ class SimulatedArm(HardwareInterface):
     def _step(self) -> None:
         """One physics step; the hot path, so it works in preallocated buffers."""
         q, v, tau, tmp = self._q, self._v, self._tau, self._tmp
+        patient = self._patient
+        if patient is not None:
+            np.copyto(self._patient_tau, patient.torque(self.time, q, v))
         # Passive elastic torque of the limb, +K (q - rest): the hold compensates it.
         elastic = self._ext
         np.subtract(q, self._rest, out=elastic)
@@ -360,6 +427,9 @@ class SimulatedArm(HardwareInterface):
                 acc -= tmp
             np.copyto(tau, pin.rnea(self._model, self._data, q, v, acc))
             tau += elastic
+            if patient is not None:
+                # The brake holds against the patient's muscles too.
+                tau -= self._patient_tau
         np.minimum(tau, self._effort_limit, out=tau)
         np.maximum(tau, self._neg_effort_limit, out=tau)
 
@@ -377,6 +447,8 @@ class SimulatedArm(HardwareInterface):
         tmp -= self._half_range
         if max(tmp.tolist()) > 0.0:  # some joint is beyond a limit: rare, so not lean
             ext += _end_stop_torque(q, v, self._lower, self._upper)
+        if patient is not None:
+            ext += self._patient_tau
 
         a = pin.aba(self._model, self._data, q, v, ext)
         # Semi-implicit Euler into the spare buffers, then swap.
@@ -407,6 +479,10 @@ class SimulatedArm(HardwareInterface):
         the cuff must supply I a_g + v x* I v (a_g: acceleration relative to
         gravity) minus the limb's elbow couple; the load pushes back the opposite.
         The cuff's own mass is tared out, as a real sensor's bias removal does.
+
+        The patient's muscle torques tau_p reach the robot through the cuff (the
+        upper-arm strap only aligns the arm): the wrench W they add is the smallest
+        one with J^T W = tau_p, J the ``ft_sensor_link`` Jacobian in its own frame.
         """
         q, v = self._q_prev, self._v_prev
         a = (self._v - v) * self.rate_hz  # the acceleration ABA gave in that step
@@ -420,7 +496,16 @@ class SimulatedArm(HardwareInterface):
         elbow_couple = (-self._human_k[k] * (q[k] - self._rest[k])
                         - self._viscous_human_elbow * v[k])
         on_cuff = pin.Force(-supplied.linear, -supplied.angular + elbow_couple * self._elbow_axis)
-        return self._joint_to_ft.actInv(on_cuff).vector.copy()
+        wrench = self._joint_to_ft.actInv(on_cuff).vector.copy()
+        if self._patient is not None:
+            jac = pin.computeFrameJacobian(self._model, data, q, self._ft_frame, pin.ReferenceFrame.LOCAL)
+            # Minimum-norm solution J (J^T J)^-1 tau_p as a 4x4 solve (far cheaper than a
+            # general least squares), slightly damped so that it stays bounded where two
+            # joint axes line up (gimbal lock of the shoulder) and J loses rank.
+            gram = jac.T @ jac
+            gram[np.diag_indices_from(gram)] += _WRENCH_DAMPING**2
+            wrench += jac @ np.linalg.solve(gram, self._patient_tau)
+        return wrench
 
     def _build_sim_model(self, load: dict, armature: np.ndarray) -> pin.Model:
         """Return a copy of the robot model with the limb and the armature added.
