@@ -143,15 +143,16 @@ def test_device_lost_leaves_the_drives_alone_and_publishes_nothing(rig):
 
 def test_read_over_budget_three_cycles_in_a_row_is_a_fault(tmp_path):
     """A read() that blocks beyond the declared budget, cycle after cycle, is a fault."""
-    rig = Rig(tmp_path, budget=0.002)
+    # A budget far above a normal cycle (~0.1 ms): a busy machine must not add a slow cycle.
+    rig = Rig(tmp_path, budget=0.02)
     try:
         rig.run(5)
-        rig.inject("read_block 0.004")
+        rig.inject("read_block 0.04")
         rig.run(2)
         assert rig.loop.state is DriverState.FOLLOWING, "one or two slow cycles are counted, not a fault"
         rig.run(2)
         status = rig.loop.status()
-        assert status.state is DriverState.FAULT and "over the backend's budget of 2.0 ms" in status.reason
+        assert status.state is DriverState.FAULT and "over the backend's budget of 20.0 ms" in status.reason
         assert status.over_budget_cycles >= 3
     finally:
         rig.close()
