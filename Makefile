@@ -28,6 +28,9 @@ $(STAMP): requirements/common.txt requirements/$(ROS_DISTRO).txt setup.py
 	@rm -f $(VENV)/.installed-*
 	$(VPY) -m pip install --quiet --disable-pip-version-check -r requirements/$(ROS_DISTRO).txt
 	$(VPY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@# setup.cfg puts the scripts in lib/rehab_robot, where `ros2 run rehab_robot ...` looks;
+	@# the venv's bin/ gets the operator's command so it is on PATH once the venv is active.
+	ln -sf ../lib/rehab_robot/rehab-robot $(VENV)/bin/rehab-robot
 	@touch $@
 
 demo: $(STAMP)

@@ -643,7 +643,9 @@ def _run_session(plan: SessionPlan, timeout: Optional[float]) -> int:
 
     result = ProcessGraph(specs).run(timeout=timeout)
 
-    print(f"{PROG}: {result.message}", flush=True)
+    # The graph already said why it stopped; a normal end is not worth a second line.
+    if result.status != 0:
+        print(f"{PROG}: graph stopped: {result.message}", flush=True)
     _repair_if_needed(plan, result)
     _record_node_death(plan, result)
     print(f"{PROG}: report: {plan.report_path.resolve()}"

@@ -43,6 +43,8 @@ class DriverState(str, enum.Enum):
     HOLDING = "holding"
     FOLLOWING = "following"
     FAULT = "fault"
+    #: Said once, last, on ``hardware/status`` by a driver that shuts down (the loop never is).
+    SHUT_DOWN = "shut_down"
 
 
 @dataclass(frozen=True)

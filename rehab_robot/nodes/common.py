@@ -308,6 +308,23 @@ def lock_memory() -> Optional[str]:
     return None
 
 
+def name_process(node: Node) -> None:
+    """Show the node's name as the process's name in ``ps``, ``top`` and ``pgrep``.
+
+    The command line becomes the node's (namespaced) name and the kernel's 15-character
+    ``comm`` its first 15 characters, so ``pgrep hardware_driver`` and
+    ``pgrep -f safety_supervisor`` find the node, under ``rehab-robot`` and ``ros2 launch`` alike.
+    """
+    namespace = node.get_namespace().rstrip("/")
+    title = f"{namespace}/{node.get_name()}" if namespace else node.get_name()
+    try:
+        import setproctitle
+    except ImportError:  # the name is a convenience: a node runs without it
+        return
+    setproctitle.setproctitle(title)
+    setproctitle.setthreadtitle(node.get_name()[:15])
+
+
 def make_executor(context=None):
     """Return the executor for a node: rclpy's EventsExecutor where it exists.
 
@@ -343,6 +360,7 @@ def run(node_factory: Callable[[], GracefulNode], args: Optional[list[str]] = No
     status = 0
     try:
         node = node_factory()
+        name_process(node)
         for problem in filter(None, problems):
             if problem.startswith("running at nice"):
                 # Still ahead of normal processes: worth knowing, not a warning.

@@ -250,6 +250,11 @@ class HardwareDriverNode(GracefulNode):
             self.state_out.stop()
             self.wrench_out.stop()
             self.housekeeping()
+            # Said last, so the supervisor knows the state stops on purpose (no warning).
+            self.status_pub.publish(DiagnosticStatus(
+                level=OK, name="rehab_robot: hardware", message="driver shut down; hardware closed",
+                hardware_id="rehab_arm", values=[KeyValue(key="state", value=DriverState.SHUT_DOWN.value),
+                                                 KeyValue(key="backend", value=self.backend_name)]))
 
     def _come_to_rest(self) -> None:
         try:

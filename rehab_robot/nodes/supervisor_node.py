@@ -21,6 +21,7 @@ from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 from std_msgs.msg import Bool
 from std_srvs.srv import Trigger
 
+from rehab_robot.hardware.driver_loop import DriverState
 from rehab_robot.model import ArmModel
 from rehab_robot.nodes.common import (
     ERROR, OK, WARN, DiagnosticsPublisher, GracefulNode, topic_qos, subscriber_qos, ParamSpec, declare_parameters, positive, run,
@@ -79,6 +80,7 @@ class SafetySupervisorNode(GracefulNode):
         self.force = None
         self.reset_requests = 0
         self._latched_fault_id = 0
+        self._driver_shut_down = False
         self._was_permitted = False
         self._status_key: tuple = ()
         self._status_time = 0.0
@@ -120,6 +122,7 @@ class SafetySupervisorNode(GracefulNode):
     def on_hardware_status(self, msg: DiagnosticStatus) -> None:
         """Latch a stop for each new fault the hardware driver reports."""
         values = {kv.key: kv.value for kv in msg.values}
+        self._driver_shut_down = values.get("state") == DriverState.SHUT_DOWN.value
         try:
             fault_id = int(values.get("fault_id", "0"))
         except ValueError:
@@ -166,6 +169,9 @@ class SafetySupervisorNode(GracefulNode):
             # rclpy ties a severity to each logging call site: one call per severity.
             if permitted:
                 self.get_logger().info(text)
+            elif self._driver_shut_down:
+                # The graph is stopping: state and F/T end on purpose.
+                self.get_logger().info(f"{text} (the hardware driver has shut down)")
             else:
                 self.get_logger().warning(text)
         if status is not None:
