@@ -136,6 +136,11 @@ def test_injected_faults_reach_the_wire(emulator, host):
     assert tracker.lost >= 25
     assert json.loads(emu.command("stats")[3:])["dropped"] == 25
 
+    assert emu.command("truncate 2").startswith("ok")
+    lengths = [len(host.recv(100)) for _ in range(200)]  # some were queued before the command
+    first = lengths.index(20)
+    assert lengths[first:first + 3] == [20, 20, 36] and lengths.count(20) == 2
+
     assert emu.command("status 80000000").startswith("ok")
     assert fresh(host).status == 0x80000000
     assert emu.command("saturate Tx").startswith("ok")

@@ -170,6 +170,18 @@ def test_injected_faults_show_on_diagnostics_and_stop_the_wrench_stream(netft, r
     t = time.monotonic()
     wait_for(lambda: watcher.latest(t) is not None, 5, "wrenches after the loss", [node])
 
+    # Corrupted datagrams: counted and named; the good ones around them are still published.
+    t = time.monotonic()
+    assert emu.command("truncate 3").startswith("ok")
+    wait_for(lambda: watcher.status_since(t, lambda s: int(values(s)["bad_packets"]) >= 3), 10,
+             "3 bad packets on /diagnostics", [node])
+    status = watcher.status_since(t, lambda s: int(values(s)["bad_packets"]) >= 3)
+    assert "20 bytes received" in values(status)["last_bad_packet"]
+    wait_for(lambda: watcher.status_since(t, lambda s: "bad packets" in s.message), 5,
+             "a WARN for bad packets", [node])
+    t = time.monotonic()
+    wait_for(lambda: watcher.latest(t) is not None, 5, "wrenches after the bad packets", [node])
+
     faults = [
         ("status 80000000", "status_error", "0x80000000"),
         ("saturate Fz", "saturated", "Fz"),

@@ -20,6 +20,7 @@ Faults are injected by text commands sent as UDP datagrams to ``--control-port``
     loss PERCENT               drop PERCENT % of datagrams at random (sequence numbers still advance)
     burst N                    drop the next N datagrams
     status HEX                 status code sent in every record (0: healthy)
+    truncate [N]               cut the next N datagrams (default 1) to 20 bytes (a corrupted datagram)
     stop                       go silent: stop streaming and ignore requests (cable pulled)
     resume                     undo stop; streaming continues where it was going
     clear                      remove every fault
@@ -160,6 +161,7 @@ class NetFTEmulator:
         self.burst = 0
         self.status = 0
         self.silent = False
+        self.truncate = 0
 
     # -- the sensor side ----------------------------------------------------------
 
@@ -219,6 +221,9 @@ class NetFTEmulator:
             elif self.loss and random.random() * 100 < self.loss:
                 self.dropped += 1
             else:
+                if self.truncate > 0:
+                    self.truncate -= 1
+                    record = record[:20]
                 try:
                     self.rdt.sendto(record, self.client)
                 except OSError:
@@ -261,6 +266,11 @@ class NetFTEmulator:
                 if not 0 <= word < 2**32:
                     return "error: status takes a 32-bit hex word"
                 self.status = word
+            elif cmd == "truncate":
+                count = int(rest[0]) if rest else 1
+                if count < 0:
+                    return "error: truncate takes a count >= 0"
+                self.truncate = count
             elif cmd == "stop":
                 self.silent = True
             elif cmd == "resume":
@@ -278,7 +288,7 @@ class NetFTEmulator:
                 })
             else:
                 return (f"error: unknown command {cmd!r}; allowed: wrench, saturate, loss, burst, status, "
-                        "stop, resume, clear, stats")
+                        "truncate, stop, resume, clear, stats")
         except (IndexError, ValueError) as exc:
             return f"error: {cmd}: {exc or 'missing value'}"
         return f"ok {text.strip()}"

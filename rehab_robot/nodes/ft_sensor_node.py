@@ -253,7 +253,7 @@ class FtSensorNode(GracefulNode):
             "wrenches_published": self.wrench_out.published,
             "wrenches_skipped": self.wrench_out.skipped,
             "start_requests": self.start_requests,
-            "socket_error": self.socket_error,
+            "last_socket_error": self.socket_error,
             "orientation_age_s": orientation_age,
             "rejected_joint_states": self.rejected_joint_states,
         }
