@@ -214,3 +214,38 @@ def test_bad_parameters_are_refused(start_node):
     node = start_node("ft_sensor_node", NAME, sensor_address="127.0.0.1", rate=math.inf)
     assert node.process.wait(30) == 2
     assert "'rate'" in node.output()
+
+
+def test_saturation_makes_the_supervisor_stop_motion_until_healthy(netft, start_node, ros_client):
+    """With the Net F/T as the only ft_sensor/wrench source, a saturated sensor withdraws motion permission.
+
+    The driver (sim) runs with publish_wrench:=false, as in the graph with ft_sensor:=netft.
+    The heartbeat turns False while no wrench arrives, and True again once the sensor is healthy
+    (missing state stops motion without latching).
+    """
+    from std_msgs.msg import Bool
+
+    from rehab_robot.nodes.common import topic_qos
+
+    emu, ft_node, watcher = netft("--wrench", "1,0,2,0,0,0")
+    nodes = [
+        ft_node,
+        start_node("driver_node", "hardware_driver", publish_wrench=False),
+        start_node("supervisor_node", "safety_supervisor"),
+        start_node("controller_node", "motion_controller"),
+    ]
+    beats: list[tuple[float, bool]] = []
+    ros_client.create_subscription(Bool, "safety/heartbeat", lambda m: beats.append((time.monotonic(), m.data)),
+                                   topic_qos("safety/heartbeat"))
+
+    def permitted_since(t, value):
+        return any(b == value for s, b in list(beats) if s > t)
+
+    wait_for(lambda: permitted_since(0, True), 60,
+             f"motion permitted (heartbeats so far: {len(beats)}, last {beats[-1:] or 'none'})", nodes)
+    t = time.monotonic()
+    assert emu.command("saturate Fx").startswith("ok")
+    wait_for(lambda: permitted_since(t, False), 5, "the supervisor to withdraw permission", nodes)
+    t = time.monotonic()
+    assert emu.command("clear").startswith("ok")
+    wait_for(lambda: permitted_since(t, True), 10, "permission back once the sensor is healthy", nodes)
