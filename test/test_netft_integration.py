@@ -241,8 +241,7 @@ def test_saturation_makes_the_supervisor_stop_motion_until_healthy(netft, start_
     def permitted_since(t, value):
         return any(b == value for s, b in list(beats) if s > t)
 
-    wait_for(lambda: permitted_since(0, True), 60,
-             f"motion permitted (heartbeats so far: {len(beats)}, last {beats[-1:] or 'none'})", nodes)
+    wait_for(lambda: permitted_since(0, True), 60, "motion permitted", nodes)
     t = time.monotonic()
     assert emu.command("saturate Fx").startswith("ok")
     wait_for(lambda: permitted_since(t, False), 5, "the supervisor to withdraw permission", nodes)
