@@ -201,3 +201,9 @@ def test_bad_options_exit_2_naming_the_problem(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["--rate", "0"])
     assert "--rate must be" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--port", "70000"])
+    assert "--port must be 0 (any free port) to 65535" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--wrench=-1,2,x,0,0,0"])
+    assert "option: wrench: expected 6 numbers" in capsys.readouterr().err

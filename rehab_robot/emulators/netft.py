@@ -332,7 +332,8 @@ def _parse_args(argv: list[str]) -> tuple[argparse.Namespace, Profile]:
     parser.add_argument("--start-sequence", type=int, default=0,
                         help="rdt_sequence before the first record (e.g. 4294967290 to see it wrap)")
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--wrench", help="constant wrench 'Fx,Fy,Fz,Tx,Ty,Tz' [N, N·m] (default all 0)")
+    source.add_argument("--wrench", help="constant wrench 'Fx,Fy,Fz,Tx,Ty,Tz' [N, N·m] (default all 0; "
+                        "write --wrench=-1,... when the first value is negative)")
     source.add_argument("--profile", help="YAML file: a constant, sine or steps profile (see the module doc)")
     source.add_argument("--clock-probe", action="store_true",
                         help="latency probe: Fx counts = send time on CLOCK_MONOTONIC in µs modulo 1e9")
@@ -341,6 +342,10 @@ def _parse_args(argv: list[str]) -> tuple[argparse.Namespace, Profile]:
         value = getattr(args, name)
         if not (math.isfinite(value) and value > 0):
             parser.error(f"--{name.replace('_', '-')} must be a finite number > 0, got {value}")
+    for name in ("port", "control_port"):
+        value = getattr(args, name)
+        if value is not None and not 0 <= value <= 65535:
+            parser.error(f"--{name.replace('_', '-')} must be 0 (any free port) to 65535, got {value}")
     if not 1.0 <= args.rate <= 10000.0:
         parser.error(f"--rate must be 1 to 10000 Hz, got {args.rate:g}")
     try:
@@ -352,7 +357,7 @@ def _parse_args(argv: list[str]) -> tuple[argparse.Namespace, Profile]:
                 parser.error(f"--profile {args.profile}: cannot read it: {exc}")
             profile = Profile(spec, args.profile)
         elif args.wrench:
-            profile = Profile({"profile": "constant", "wrench": args.wrench.split(",")}, "--wrench")
+            profile = Profile({"profile": "constant", "wrench": args.wrench.split(",")}, "option")
         else:
             profile = Profile({"profile": "constant"})
     except ProfileError as exc:
