@@ -33,7 +33,6 @@ from geometry_msgs.msg import WrenchStamped  # noqa: E402
 from rclpy.context import Context  # noqa: E402
 
 from rehab_robot.nodes.common import subscriber_qos  # noqa: E402
-from rehab_robot.ros_env import FREE_DOMAIN_RANGE  # noqa: E402
 from rehab_robot.testing import BackgroundSpinner, NodeProcess  # noqa: E402
 from rehab_robot.testing_emulators import EmulatorProcess  # noqa: E402
 
@@ -46,12 +45,22 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def bench_domain() -> int:
+    """ROS_DOMAIN_ID if set, else one from REHAB_TEST_DOMAINS=LO-HI if set, else one of 100..149."""
+    if os.environ.get("ROS_DOMAIN_ID"):
+        return int(os.environ["ROS_DOMAIN_ID"])
+    if os.environ.get("REHAB_TEST_DOMAINS"):
+        lo, hi = (int(x) for x in os.environ["REHAB_TEST_DOMAINS"].split("-"))
+        return lo + os.getpid() % (hi - lo + 1)
+    return 100 + os.getpid() % 50
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=1000.0, help="RDT output rate of the emulator [Hz]")
     parser.add_argument("--seconds", type=float, default=10.0, help="measurement time [s]")
     args = parser.parse_args()
-    domain = int(os.environ.get("ROS_DOMAIN_ID") or FREE_DOMAIN_RANGE[os.getpid() % len(FREE_DOMAIN_RANGE)])
+    domain = bench_domain()
 
     lock = threading.Lock()
     samples: list[tuple[float, float]] = []  # (receive time [s], latency [ms])
