@@ -10,8 +10,10 @@ Fail-safe: a saturated record, a record whose status code is not 0, or a stream 
 stopped are never published. The safety supervisor treats a stale ``ft_sensor/wrench``
 as missing state and stops and holds the arm. ``/diagnostics`` says which it is.
 
-The datagrams are received and converted on a thread of their own (never on the
-executor) and handed to a publisher thread (:class:`LatestValuePublisher`).
+The datagrams are received, converted and published on a thread of their own, never on
+the executor. Publishing goes through :class:`GilFreePublisher` (the GIL is released during
+the DDS write), so every healthy record is published; a write that blocks only delays the
+next datagrams, which wait in the socket's receive buffer.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from rehab_robot.nodes.common import (
     subscriber_qos, topic_qos,
 )
 from rehab_robot.nodes.conversions import joint_arrays
-from rehab_robot.nodes.nonblocking import LatestValuePublisher
+from rehab_robot.nodes.nonblocking import GilFreePublisher
 from rehab_robot.sensors.netft import (
     CMD_START_REALTIME, CMD_STOP, RDT_PORT, Calibration, NetFTStream, SaturationCheck, encode_request,
 )
@@ -116,7 +118,9 @@ class FtSensorNode(GracefulNode):
         self._bad_reported = 0
 
         pub = self.create_publisher(WrenchStamped, "ft_sensor/wrench", topic_qos("ft_sensor/wrench"))
-        self.wrench_out = LatestValuePublisher(pub, "pub_wrench")
+        self.wrench_out = GilFreePublisher(pub)
+        self.published = 0
+        self.publish_error = ""
         self.create_subscription(JointState, "joint_states", self.on_joint_states, subscriber_qos("joint_states"))
         self.create_service(Trigger, "ft_sensor/tare", self.on_tare)
         self.diagnostics = DiagnosticsPublisher(self, self.report)
@@ -166,7 +170,11 @@ class FtSensorNode(GracefulNode):
                     break
                 wrench = self.stream.on_datagram(data, time.monotonic(), self._rotation)
                 if wrench is not None:
-                    self.wrench_out.offer(self._message(wrench))
+                    try:
+                        self.wrench_out.publish(self._message(wrench))
+                        self.published += 1
+                    except RuntimeError as exc:  # reported on diagnostics; the next record tries again
+                        self.publish_error = str(exc)
 
     def _message(self, wrench: np.ndarray) -> WrenchStamped:
         msg = WrenchStamped()
@@ -250,8 +258,8 @@ class FtSensorNode(GracefulNode):
             "expected_rate_hz": f"{self.p['rate']:g}",
             **stats,
             "lost_packets_since_last_report": lost_new,
-            "wrenches_published": self.wrench_out.published,
-            "wrenches_skipped": self.wrench_out.skipped,
+            "wrenches_published": self.published,
+            "last_publish_error": self.publish_error,
             "start_requests": self.start_requests,
             "last_socket_error": self.socket_error,
             "orientation_age_s": orientation_age,
@@ -276,7 +284,6 @@ class FtSensorNode(GracefulNode):
         self._thread.join(timeout=1.0)
         self._request(CMD_STOP)
         self.sock.close()
-        self.wrench_out.stop()
 
 
 def main(args=None) -> int:
