@@ -134,7 +134,8 @@ def main() -> int:
     print(f"  emulator sent: {sent_rate:.1f} records/s")
     print(f"  ft_sensor/wrench received: {len(taken)} ({(len(taken) - 1) / span:.1f} Hz)")
     print(f"  node: rate {end_diag.get('rate_hz', 'n/a')} Hz, lost packets {counter('lost_packets')}, "
-          f"wrenches published {counter('wrenches_published')}")
+          f"wrenches published {counter('wrenches_published')}, "
+          f"superseded after a stall {counter('wrenches_superseded')}")
     print(f"  latency emulator send -> subscriber [ms]: median {statistics.median(latencies):.3f}, "
           f"p90 {percentile(latencies, 0.9):.3f}, p99 {percentile(latencies, 0.99):.3f}, max {max(latencies):.3f}")
     print(f"  interval between wrenches [ms]: median {statistics.median(gaps):.3f}, "

@@ -12,8 +12,9 @@ as missing state and stops and holds the arm. ``/diagnostics`` says which it is.
 
 The datagrams are received, converted and published on a thread of their own, never on
 the executor. Publishing goes through :class:`GilFreePublisher` (the GIL is released during
-the DDS write), so every healthy record is published; a write that blocks only delays the
-next datagrams, which wait in the socket's receive buffer.
+the DDS write), so every healthy record is published as it arrives; if the thread fell
+behind (a stall), the queued records are all processed (sequence, tare) but only the newest
+``PUBLISH_BACKLOG`` are published, so that a stall does not leave a queue of old wrenches.
 """
 
 from __future__ import annotations
@@ -76,6 +77,8 @@ PARAMETERS = (
 RESTART_PERIOD = 1.0
 #: Period [s] of the executor-side check that publishes diagnostics on a change of state.
 HOUSEKEEPING_PERIOD = 0.02
+#: Most records published from one batch drained from the socket (the newest ones).
+PUBLISH_BACKLOG = 5
 #: Measured rate below this fraction of ``rate`` is a warning.
 RATE_WARN_FRACTION = 0.8
 
@@ -120,6 +123,7 @@ class FtSensorNode(GracefulNode):
         pub = self.create_publisher(WrenchStamped, "ft_sensor/wrench", topic_qos("ft_sensor/wrench"))
         self.wrench_out = GilFreePublisher(pub)
         self.published = 0
+        self.superseded = 0
         self.publish_error = ""
         self.create_subscription(JointState, "joint_states", self.on_joint_states, subscriber_qos("joint_states"))
         self.create_service(Trigger, "ft_sensor/tare", self.on_tare)
@@ -160,6 +164,7 @@ class FtSensorNode(GracefulNode):
             readable, _, _ = select.select([self.sock], [], [], 0.02)
             if not readable:
                 continue
+            batch = []
             while True:
                 try:
                     data = self.sock.recv(2048)
@@ -170,11 +175,18 @@ class FtSensorNode(GracefulNode):
                     break
                 wrench = self.stream.on_datagram(data, time.monotonic(), self._rotation)
                 if wrench is not None:
-                    try:
-                        self.wrench_out.publish(self._message(wrench))
-                        self.published += 1
-                    except RuntimeError as exc:  # reported on diagnostics; the next record tries again
-                        self.publish_error = str(exc)
+                    batch.append(wrench)
+            # A saturated or faulty record after the newest good one withholds the batch too.
+            if not batch or not self.stream.health(time.monotonic()).publishing:
+                continue
+            # After a stall, records older than the newest PUBLISH_BACKLOG are not worth sending.
+            self.superseded += max(0, len(batch) - PUBLISH_BACKLOG)
+            for wrench in batch[-PUBLISH_BACKLOG:]:
+                try:
+                    self.wrench_out.publish(self._message(wrench))
+                    self.published += 1
+                except RuntimeError as exc:  # reported on diagnostics; the next record tries again
+                    self.publish_error = str(exc)
 
     def _message(self, wrench: np.ndarray) -> WrenchStamped:
         msg = WrenchStamped()
@@ -259,6 +271,7 @@ class FtSensorNode(GracefulNode):
             **stats,
             "lost_packets_since_last_report": lost_new,
             "wrenches_published": self.published,
+            "wrenches_superseded": self.superseded,
             "last_publish_error": self.publish_error,
             "start_requests": self.start_requests,
             "last_socket_error": self.socket_error,
