@@ -214,6 +214,9 @@ def test_bad_parameters_are_refused(start_node):
     node = start_node("ft_sensor_node", NAME, sensor_address="127.0.0.1", rate=math.inf)
     assert node.process.wait(30) == 2
     assert "'rate'" in node.output()
+    node = start_node("ft_sensor_node", NAME, sensor_address="no-such-sensor.invalid")
+    assert node.process.wait(30) == 2
+    assert "'sensor_address'" in node.output() and "cannot resolve" in node.output()
 
 
 def test_saturation_makes_the_supervisor_stop_motion_until_healthy(netft, start_node, ros_client):

@@ -104,8 +104,13 @@ class FtSensorNode(GracefulNode):
         except socket.gaierror as exc:
             raise ConfigError(f"parameter 'sensor_address' = {p['sensor_address']!r}: cannot resolve it ({exc})") from None
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        # connect(): the kernel then delivers only the sensor's datagrams, and picks our address.
-        self.sock.connect(address)
+        try:
+            # connect(): the kernel then delivers only the sensor's datagrams, and picks our address.
+            self.sock.connect(address)
+        except OSError as exc:
+            self.sock.close()
+            raise ConfigError(f"parameter 'sensor_address' = {p['sensor_address']!r}: no route to it ({exc}); "
+                              "check the host's network interface and address") from None
         self.sock.setblocking(False)
         self.address = f"{address[0]}:{address[1]}"
 
