@@ -33,6 +33,7 @@ setup(
             "safety_supervisor = rehab_robot.nodes.supervisor_node:main",
             "session_manager = rehab_robot.nodes.session_node:main",
             "session_recorder = rehab_robot.nodes.recorder_node:main",
+            "ft_sensor_driver = rehab_robot.nodes.ft_sensor_node:main",
         ],
         "rehab_robot.hardware": [
             "sim = rehab_robot.hardware.sim:SimulatedArm",
