@@ -667,7 +667,10 @@ def _record_node_death(plan: SessionPlan, result: GraphResult) -> None:
     report = load_report(plan.report_path)
     if result.reason != "died" or report is None or report.get("ended") == "completed":
         return
-    report["events"] = report.get("events", []) + [{"event": result.message}]
+    # The node died before the session manager's own stop: the report's last event time.
+    events = report.get("events", [])
+    when = events[-1]["time"] if events and "time" in events[-1] else report.get("duration", 0.0)
+    report["events"] = events + [{"time": when, "event": result.message}]
     report["ended"] = "aborted"
     report["end_reason"] = result.message
     write_report(plan.report_path, report)

@@ -7,6 +7,7 @@ rosbag2 MCAP bag, opened with rosbags and deserialised with rclpy.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import signal
 import subprocess
@@ -14,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import jsonschema
 import numpy as np
 import pytest
 import yaml
@@ -23,6 +25,8 @@ from sensor_msgs.msg import JointState
 
 from rehab_robot import JOINT_NAMES, resources
 from rehab_robot.ros_env import localhost_env
+
+REPORT_SCHEMA = json.loads((Path(__file__).resolve().parent.parent / "docs" / "report.schema.json").read_text())
 
 pytestmark = pytest.mark.integration
 
@@ -80,6 +84,16 @@ def test_complete_session_writes_report_and_bag(tmp_path, domain_id):
     report = json.loads((session / "report.json").read_text())
     assert report["ended"] == "completed", f"{report['end_reason']}\n{output[-4000:]}"
     assert report["repetitions_completed"] == report["repetitions_planned"] == 2
+    jsonschema.validate(report, REPORT_SCHEMA)
+    events = [e["event"] for e in report["events"]]
+    for rep in (1, 2):
+        assert events.index(f"repetition {rep} started") < events.index(f"repetition {rep} completed"), events
+    for role in ("patient", "protocol"):
+        kept = session / report["inputs"][role]["copy"]
+        assert kept.read_bytes() == Path(report["inputs"][role]["source"]).read_bytes()
+        assert report["inputs"][role]["sha256"] == hashlib.sha256(kept.read_bytes()).hexdigest()
+    assert report["hardware"] == {"backend": "sim", "options": {}}
+    assert report["software"]["ros_distro"] in ("jazzy", "kilted")
     elbow = report["rom_reached"]["elbow_flexion"]
     assert elbow["min"] == pytest.approx(0.5, abs=0.03)
     assert elbow["max"] == pytest.approx(1.3, abs=0.03)
@@ -93,7 +107,7 @@ def test_complete_session_writes_report_and_bag(tmp_path, domain_id):
     assert metadata["storage_identifier"] == "mcap"
     messages = read_bag(bag)
     for topic in ("/joint_states", "/ft_sensor/wrench", "/joint_commands", "/joint_trajectory",
-                  "/safety/heartbeat", "/session/status", "/diagnostics"):
+                  "/safety/heartbeat", "/session/status", "/session/events", "/diagnostics"):
         assert messages.get(topic), f"{topic} missing from the bag"
     states = [deserialize_message(raw, JointState) for _, raw in messages["/joint_states"]]
     assert tuple(states[0].name) == JOINT_NAMES
@@ -109,6 +123,9 @@ def test_complete_session_writes_report_and_bag(tmp_path, domain_id):
 
     last = deserialize_message(statuses[-1], DiagnosticStatus)
     assert {kv.key: kv.value for kv in last.values}["state"] == "completed"
+    # The bag alone tells the story: the same events as the report, in order.
+    bag_events = [deserialize_message(raw, DiagnosticStatus).message for _, raw in messages["/session/events"]]
+    assert bag_events == events, (bag_events, events)
 
 
 def test_node_death_brings_the_graph_down(tmp_path, domain_id):
@@ -117,8 +134,9 @@ def test_node_death_brings_the_graph_down(tmp_path, domain_id):
     def kill_controller(process):
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
+            # Only the launcher's own child: other test runs may have a motion_controller too.
             found = subprocess.run(
-                ["pgrep", "-f", "rehab_robot.nodes.controller_node|motion_controller"],
+                ["pgrep", "-P", str(process.pid), "-f", "rehab_robot.nodes.controller_node|motion_controller"],
                 capture_output=True, text=True,
             ).stdout.split()
             children = [pid for pid in found if int(pid) != process.pid]
@@ -135,6 +153,7 @@ def test_node_death_brings_the_graph_down(tmp_path, domain_id):
     assert "motion_controller" in output and "died" in output, output[-3000:]
     assert "Traceback" not in output
     report = json.loads((session / "report.json").read_text())
+    jsonschema.validate(report, REPORT_SCHEMA)
     assert report["ended"] == "aborted"
     assert "motion_controller" in report["end_reason"]
     assert report["repetitions_completed"] < 2

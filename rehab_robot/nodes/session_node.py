@@ -11,9 +11,10 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
+import yaml
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 from geometry_msgs.msg import WrenchStamped
 from sensor_msgs.msg import JointState
@@ -21,6 +22,7 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from rehab_robot.control.trajectory import SampledTrajectory
+from rehab_robot.errors import ConfigError
 from rehab_robot.model import ArmModel
 from rehab_robot.nodes.common import (
     ERROR, OK, WARN, DiagnosticsPublisher, GracefulNode, ParamSpec, declare_parameters, non_empty, positive, run,
@@ -29,6 +31,7 @@ from rehab_robot.nodes.common import (
 from rehab_robot.nodes.conversions import joint_arrays, trajectory_msg
 from rehab_robot.safety.gate import HeartbeatMonitor
 from rehab_robot.session.profiles import load_patient, load_protocol
+from rehab_robot.session.provenance import hardware_record, keep_input, software_record
 from rehab_robot.session.report import build_report, write_report
 from rehab_robot.session.runner import SessionRunner, SessionState
 
@@ -43,6 +46,8 @@ PARAMETERS = (
     ParamSpec("pause_timeout", 300.0, "a session paused longer than this is aborted [s]", "> 0 s", positive),
     ParamSpec("auto_resume_limit", 3, "glitches (< 1 s without motion permission) the session resumes from "
               "by itself after 2 s of permission; 0: never", "0 to 10", lambda v: 0 <= v <= 10),
+    ParamSpec("hardware", "sim", "hardware backend the driver runs, for the report"),
+    ParamSpec("hardware_options", "{}", "the backend's options (YAML mapping), for the report"),
     ParamSpec("tick_rate", 50.0, "session update rate [Hz]", "10 to 200 Hz", lambda v: 10.0 <= v <= 200.0),
     ParamSpec("wait_for_nodes", ["motion_controller"], "nodes that must subscribe to joint_trajectory before "
               "the exercise starts (the controller; the recorder, so the bag holds the whole session)",
@@ -67,6 +72,15 @@ HEARTBEAT_TIMEOUT = 1.0
 CAUSE_WAIT = 0.5
 
 
+def _options_mapping(text: str) -> Any:
+    """Return the backend options as a mapping for the report (the text itself if it is not one)."""
+    try:
+        options = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    return options if isinstance(options, dict) else text
+
+
 class SessionManagerNode(GracefulNode):
     """The exercise session manager node (see module docstring)."""
 
@@ -84,6 +98,19 @@ class SessionManagerNode(GracefulNode):
         self.joint_names = model.joint_names
         self.session_dir = Path(p["session_dir"])
         self.session_id = self.session_dir.name
+        # Copied now: a file edited during or after the session no longer says what ran.
+        try:
+            inputs = {"patient": keep_input(self.session_dir, "patient", Path(p["patient"])),
+                      "protocol": keep_input(self.session_dir, "protocol", Path(p["protocol"]))}
+        except OSError as exc:
+            raise ConfigError(f"parameter 'session_dir': cannot keep the input files there ({exc}); "
+                              "allowed: a writable directory") from None
+        self.provenance = {
+            "inputs": inputs,
+            "software": software_record(),
+            "hardware": hardware_record(p["hardware"], _options_mapping(p["hardware_options"])),
+        }
+        self._events_sent = 0
         self.autostart = p["autostart"]
         self.exit_when_done = p["exit_when_done"]
         self.ready_deadline = time.monotonic() + p["ready_timeout"]
@@ -106,6 +133,7 @@ class SessionManagerNode(GracefulNode):
         self._permitted_since: Optional[float] = None
         self.trajectory_pub = self.create_publisher(JointTrajectory, "joint_trajectory", topic_qos("joint_trajectory"))
         self.status_pub = self.create_publisher(DiagnosticStatus, "session/status", topic_qos("session/status"))
+        self.events_pub = self.create_publisher(DiagnosticStatus, "session/events", topic_qos("session/events"))
         self.create_subscription(JointState, "joint_states", self.on_joint_state, subscriber_qos("joint_states"))
         self.create_subscription(WrenchStamped, "ft_sensor/wrench", self.on_wrench, subscriber_qos("ft_sensor/wrench"))
         watch_heartbeat_and_drives(self, self.heartbeat)
@@ -235,6 +263,7 @@ class SessionManagerNode(GracefulNode):
                 self.get_logger().warning(f"session resumed automatically: {self.runner.events[-1]['event']}")
             self.name_pending_interruption(now, pending)
         self.flush_motion()
+        self.publish_events()
         if now - self._last_status >= STATUS_PERIOD:
             self._last_status = now
             self.status_pub.publish(self.status())
@@ -253,6 +282,15 @@ class SessionManagerNode(GracefulNode):
         elif now > self._cause_deadline:
             self.runner.name_interruption("motion not permitted by the safety supervisor (no cause reported in time)")
 
+    def publish_events(self) -> None:
+        """Publish each new report event on ``session/events``, so the bag alone tells the story."""
+        for event in self.runner.events[self._events_sent:]:
+            self.events_pub.publish(DiagnosticStatus(
+                level=OK, name="rehab_robot: session event", message=event["event"], hardware_id="rehab_arm",
+                values=[KeyValue(key="time_s", value=f"{event['time']:.3f}"),
+                        KeyValue(key="session_id", value=self.session_id)]))
+        self._events_sent = len(self.runner.events)
+
     def flush_motion(self) -> None:
         """Send the motions the runner has queued."""
         while (segment := self.runner.take_motion()) is not None:
@@ -265,8 +303,10 @@ class SessionManagerNode(GracefulNode):
     def write_report(self) -> None:
         """Write the report of the finished session."""
         report = build_report(
-            self.session_id, self.patient.patient_id, self.protocol.name, self.runner.outcome(), self.runner.metrics
+            self.session_id, self.patient.patient_id, self.protocol.name, self.runner.outcome(), self.runner.metrics,
+            self.provenance,
         )
+        self.publish_events()
         self.report_path = write_report(self.session_dir / "report.json", report)
         self.status_pub.publish(self.status())
         self.get_logger().info(

@@ -8,7 +8,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -87,8 +87,15 @@ def build_report(
     protocol_name: str,
     outcome: SessionOutcome,
     metrics: SessionMetrics,
+    provenance: Optional[Mapping[str, Any]] = None,
 ) -> dict:
-    """Return the session report as a JSON-ready dict (fields in docs/architecture.md)."""
+    """Return the session report as a JSON-ready dict (fields in docs/architecture.md,
+    schema in docs/report.schema.json).
+
+    Args:
+        provenance: ``inputs`` (copies and SHA-256 of the patient and protocol files),
+            ``software`` and ``hardware`` records (see :mod:`rehab_robot.session.provenance`).
+    """
     return {
         "session_id": session_id,
         "patient_id": patient_id,
@@ -103,7 +110,8 @@ def build_report(
         "started_at": outcome.started_at.isoformat(timespec="seconds") if outcome.started_at else None,
         "ended_at": outcome.ended_at.isoformat(timespec="seconds"),
         "events": outcome.events,
-        "units": {"rom_reached": "rad", "peak_interaction_force": "N", "duration": "s"},
+        "units": {"rom_reached": "rad", "peak_interaction_force": "N", "duration": "s", "events.time": "s"},
+        **dict(provenance or {}),
     }
 
 

@@ -60,6 +60,7 @@ class Step:
         duration: Planned length [s]; for the approach move, the peak speed decides it.
         moves: True for a move, False for a hold.
         completes_repetition: True for the move that closes a repetition.
+        starts_repetition: True for the move that opens a repetition.
     """
 
     label: str
@@ -67,13 +68,15 @@ class Step:
     duration: float
     moves: bool
     completes_repetition: bool = False
+    starts_repetition: bool = False
 
 
 def plan_steps(protocol) -> list[Step]:
     """Return the steps of a passive range-of-motion protocol (approach move first)."""
     steps = [Step("approach start position", protocol.start_angle, protocol.movement_duration, True)]
     for rep in range(1, protocol.repetitions + 1):
-        steps.append(Step(f"repetition {rep}: to end angle", protocol.end_angle, protocol.movement_duration, True))
+        steps.append(Step(f"repetition {rep}: to end angle", protocol.end_angle, protocol.movement_duration, True,
+                          starts_repetition=True))
         if protocol.hold_duration > 0:
             steps.append(Step(f"repetition {rep}: hold at end angle", protocol.end_angle, protocol.hold_duration, False))
         steps.append(
@@ -347,6 +350,9 @@ class SessionRunner:
     def _enter_step(self, now: float, position: np.ndarray) -> None:
         step = self.steps[self.step_index]
         self._step_started = now
+        if step.starts_repetition and self._last_target is not None:
+            # Not on a resume (then _last_target is None): the repetition started before.
+            self._event(now, f"repetition {self.repetitions_completed + 1} started")
         if not step.moves:
             self._step_duration = step.duration
             self._segment = None
