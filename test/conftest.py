@@ -61,6 +61,9 @@ def ros_client(domain_id):
     node = rclpy.create_node("test_client", context=context)
     spinner = BackgroundSpinner(node, context)
     yield node
+    # Forget this node's cached clients: a later node may get the same id().
+    for key in [key for key in _clients if key[0] == id(node)]:
+        del _clients[key]
     spinner.stop()
     node.destroy_node()
     rclpy.shutdown(context=context)

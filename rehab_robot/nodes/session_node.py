@@ -30,6 +30,7 @@ from rehab_robot.nodes.common import (
 )
 from rehab_robot.nodes.conversions import joint_arrays, trajectory_msg
 from rehab_robot.safety.gate import HeartbeatMonitor
+from rehab_robot.session.interaction import CuffForceTare
 from rehab_robot.session.profiles import load_patient, load_protocol
 from rehab_robot.session.provenance import hardware_record, keep_input, software_record
 from rehab_robot.session.report import build_report, write_report
@@ -89,7 +90,7 @@ class SessionManagerNode(GracefulNode):
     def __init__(self) -> None:
         super().__init__(self.node_name)
         p = declare_parameters(self, PARAMETERS)
-        model = ArmModel.from_urdf(p["robot_description"] or None)
+        self.model = model = ArmModel.from_urdf(p["robot_description"] or None)
         self.patient = load_patient(p["patient"], model.limits_by_joint())
         self.protocol = load_protocol(
             p["protocol"], self.patient, model.limits_by_joint(),
@@ -128,6 +129,7 @@ class SessionManagerNode(GracefulNode):
         self._last_wrench = -1e9
         self.position: Optional[np.ndarray] = None
         self.force_norm: Optional[float] = None
+        self.cuff_force = CuffForceTare()
         self.report_path: Optional[Path] = None
         self._last_status = 0.0
         self._permitted_since: Optional[float] = None
@@ -163,8 +165,16 @@ class SessionManagerNode(GracefulNode):
     def on_wrench(self, msg: WrenchStamped) -> None:
         """Keep the latest cuff force magnitude [N]."""
         f = msg.wrench.force
-        self.force_norm = float(np.sqrt(f.x * f.x + f.y * f.y + f.z * f.z))
+        force = (f.x, f.y, f.z)
         self._last_wrench = time.monotonic()
+        self.cuff_force.add(self._last_wrench, force)
+        self.force_norm = self.cuff_force.active_force(force, self.sensor_rotation())
+
+    def sensor_rotation(self) -> Optional[np.ndarray]:
+        """Orientation (3x3) of ``ft_sensor_link`` in ``base_link`` at the measured position, if known."""
+        if self.position is None:
+            return None
+        return self.model.forward_kinematics(self.position, "ft_sensor_link")[:3, :3]
 
     def on_command(self, msg: JointState) -> None:
         """Note that the motion controller's command stream flows."""
@@ -222,9 +232,19 @@ class SessionManagerNode(GracefulNode):
         return response
 
     def on_start(self, request, response):
-        """``session/start``."""
-        return self._command("start", lambda: self.runner.start(
-            time.monotonic(), self.position, self.heartbeat.permits(time.monotonic())), response)
+        """``session/start``: tare the cuff force (the arm holds still before the start), then start."""
+        return self._command("start", self._start, response)
+
+    def _start(self) -> tuple[bool, str]:
+        now = time.monotonic()
+        if self.runner.state is SessionState.IDLE:
+            try:
+                self.cuff_force.tare(self.sensor_rotation())
+            except ValueError as exc:
+                return False, f"cannot start: the cuff force cannot be tared ({exc})"
+            self.provenance["interaction_force"] = self.cuff_force.describe()
+            self.force_norm = None  # computed before the tare: the next reading replaces it
+        return self.runner.start(now, self.position, self.heartbeat.permits(now))
 
     def on_pause(self, request, response):
         """``session/pause``."""
