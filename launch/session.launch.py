@@ -12,12 +12,17 @@ session folder ``<output_dir>/<session_id>`` is created (``rehab_robot.launcher.
 an invalid argument ends the launch with one error line.
 
 The launch shuts down when the session manager exits (status 0: the session ended)
-and when any other node exits (it died). Differences from ``rehab-robot run``:
+and when any other node exits (it died). As with ``rehab-robot run``, a node that dies
+is named on the terminal (as an error) and in the report, which is marked ``aborted``;
+once every node has exited, a bag whose recorder was killed is repaired, and an aborted
+session is logged as an error. Differences from ``rehab-robot run``:
 
 * ``ros2 launch`` sends SIGINT to every node at once on shutdown; it cannot stop them
   in ``stop_rank`` order. Each node is still safe on its own SIGINT (the driver brings
   the arm to rest), but the bag may miss the last moments of the stop. Use
   ``rehab-robot run`` when the recording of the stop matters.
+* ``ros2 launch`` exits with status 0 even when a node died; the terminal and the
+  report say so (``aborted``, as an error line). ``rehab-robot run`` exits 1.
 * DDS discovery: ``ROS_AUTOMATIC_DISCOVERY_RANGE`` is set to ``LOCALHOST`` (and
   ``ROS_LOCALHOST_ONLY=1`` on distros older than Jazzy) unless the user already set it,
   so by default the arm's topics stay on this machine while a user who deliberately
@@ -26,6 +31,7 @@ and when any other node exits (it died). Differences from ``rehab-robot run``:
 
 import os
 
+import launch.logging
 from launch import LaunchDescription
 from launch.actions import (
     DeclareLaunchArgument,
@@ -69,25 +75,62 @@ def parameter_value(value, argument_types):
     return value
 
 
-def prepare_session(context):
-    """Validate the arguments and files and create the session folder, before any node."""
-    texts = {a.name: LaunchConfiguration(a.name).perform(context) for a in graph.launch_arguments()}
-    plan = launcher.plan_session(texts)  # raises a one-line RehabRobotError for user errors
-    plan.create_folder()
-    return [LogInfo(msg=f"rehab_robot: session folder {plan.session_dir.resolve()}")]
+class SessionRecord:
+    """What the launch knows about the session, to complete its folder as rehab-robot does."""
+
+    def __init__(self, node_names):
+        self.plan = None
+        self.died = None
+        self.reason = ""
+        self.returncodes = {}
+        self.node_names = set(node_names)
+
+    def prepare(self, context):
+        """Validate the arguments and files and create the session folder, before any node."""
+        texts = {a.name: LaunchConfiguration(a.name).perform(context) for a in graph.launch_arguments()}
+        self.plan = launcher.plan_session(texts)  # raises a one-line RehabRobotError for user errors
+        self.plan.create_folder()
+        return [LogInfo(msg=f"rehab_robot: session folder {self.plan.session_dir.resolve()}")]
+
+    def finish(self):
+        """Once every node has exited: repair the bag, name a dead node in the report, and
+        log an aborted session as an error."""
+        logger = launch.logging.get_logger("rehab_robot")
+        if self.plan is None:
+            return
+        recorder_code = self.returncodes.get(self.plan.recorder)
+        for line in launcher.finish_session_record(self.plan, self.died, self.reason, recorder_code):
+            logger.info(line)
+        report = launcher.load_report(self.plan.report_path)
+        if report is None:
+            logger.error(f"no report was written ({self.plan.report_path})")
+        elif report.get("ended") == "aborted":
+            logger.error(f"session aborted: {report.get('end_reason')}; report: {self.plan.report_path}")
+        else:
+            logger.info(f"session {report.get('ended')}: {report.get('end_reason')}; report: {self.plan.report_path}")
 
 
-def on_node_exit(spec):
-    """Return the OnProcessExit callback of ``spec``: shut the launch down, saying why."""
+def on_node_exit(spec, record):
+    """Return the OnProcessExit callback of ``spec``: shut the launch down, saying why, and
+    complete the session folder once the last node has exited."""
 
     def handle(event, context):
-        if context.is_shutdown:
-            return None  # nodes exiting during the shutdown are expected
-        if spec.ends_graph and event.returncode == 0:
-            reason = f"node '{spec.name}' finished: the session has ended"
-        else:
-            reason = f"node '{spec.name}' died ({launcher.describe_exit(event.returncode)})"
-        return [LogInfo(msg=f"rehab_robot: {reason}; shutting down"), Shutdown(reason=reason)]
+        record.returncodes[spec.name] = event.returncode
+        actions = None
+        if not context.is_shutdown and record.died is None and not record.reason:
+            # The first node to exit on its own decides why the graph stops.
+            if spec.ends_graph and event.returncode == 0:
+                record.reason = f"node '{spec.name}' finished: the session has ended"
+                actions = [LogInfo(msg=f"rehab_robot: {record.reason}; shutting down")]
+            else:
+                record.died = spec.name
+                record.reason = f"node '{spec.name}' died ({launcher.describe_exit(event.returncode)})"
+                launch.logging.get_logger("rehab_robot").error(f"{record.reason}; shutting down")
+                actions = []
+            actions.append(Shutdown(reason=record.reason))
+        if set(record.returncodes) >= record.node_names:
+            record.finish()
+        return actions
 
     return handle
 
@@ -101,7 +144,8 @@ def generate_launch_description():
         for a in arguments
     ]
     actions += discovery_actions()
-    actions.append(OpaqueFunction(function=prepare_session))
+    record = SessionRecord(spec.name for spec in graph.nodes())
+    actions.append(OpaqueFunction(function=record.prepare))
     # Start the highest stop_rank first, as rehab-robot does: the recorder is up before the session.
     for spec in sorted(graph.nodes(), key=lambda s: -s.stop_rank):
         node = Node(
@@ -114,5 +158,5 @@ def generate_launch_description():
             sigkill_timeout=SIGKILL_TIMEOUT,
         )
         actions.append(node)
-        actions.append(RegisterEventHandler(OnProcessExit(target_action=node, on_exit=on_node_exit(spec))))
+        actions.append(RegisterEventHandler(OnProcessExit(target_action=node, on_exit=on_node_exit(spec, record))))
     return LaunchDescription(actions)

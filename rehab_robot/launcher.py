@@ -646,8 +646,9 @@ def _run_session(plan: SessionPlan, timeout: Optional[float]) -> int:
     # The graph already said why it stopped; a normal end is not worth a second line.
     if result.status != 0:
         print(f"{PROG}: graph stopped: {result.message}", flush=True)
-    _repair_if_needed(plan, result)
-    _record_node_death(plan, result)
+    died = result.died if result.reason == "died" else None
+    for line in finish_session_record(plan, died, result.message, result.returncodes.get(plan.recorder)):
+        print(f"{PROG}: {line}", flush=True)
     print(f"{PROG}: report: {plan.report_path.resolve()}"
           f"{'' if plan.report_path.exists() else ' (not written)'}", flush=True)
     if plan.bag_path is not None:
@@ -659,41 +660,45 @@ def _run_session(plan: SessionPlan, timeout: Optional[float]) -> int:
     return result.status
 
 
-def _record_node_death(plan: SessionPlan, result: GraphResult) -> None:
-    """Mark the report of a session cut short by a dead node as aborted, naming the node.
+def finish_session_record(
+    plan: SessionPlan, died: Optional[str], reason: str, recorder_returncode: Optional[int]
+) -> list[str]:
+    """Complete the session folder after the graph stopped; return what to tell the user.
 
-    The session manager only saw a shutdown request; the launcher knows why it came.
+    Used by ``rehab-robot run`` and by the launch file alike:
+
+    * a bag whose recorder did not close it (died, killed) is repaired;
+    * the report of a session cut short by a dead node is marked ``aborted``, naming the
+      node (the session manager itself only saw a shutdown request).
+
+    Args:
+        died: Name of the node that exited on its own (not the normal end), if any.
+        reason: One line saying why the graph stopped.
+        recorder_returncode: The recorder's exit status (negative: killed by that
+            signal; None: it never ran or its status is unknown).
     """
+    lines = []
+    recorder_abnormal = died == plan.recorder or recorder_returncode not in (0, None)
+    if plan.recorder is not None and plan.bag_path is not None and recorder_abnormal and plan.bag_path.exists():
+        ended = "died" if recorder_returncode is None else describe_exit(recorder_returncode)
+        lines.append(f"recorder '{plan.recorder}' ended abnormally ({ended}); checking the bag")
+        try:
+            summary = repair_bag(plan.bag_path)  # str() of its report is a one-line summary
+        except RehabRobotError as exc:
+            lines.append(f"bag repair failed: {exc}")
+        else:
+            if summary is not None:
+                lines.append(str(summary))
     report = load_report(plan.report_path)
-    if result.reason != "died" or report is None or report.get("ended") == "completed":
-        return
-    # The node died before the session manager's own stop: the report's last event time.
-    events = report.get("events", [])
-    when = events[-1]["time"] if events and "time" in events[-1] else report.get("duration", 0.0)
-    report["events"] = events + [{"time": when, "event": result.message}]
-    report["ended"] = "aborted"
-    report["end_reason"] = result.message
-    write_report(plan.report_path, report)
-
-
-def _repair_if_needed(plan: SessionPlan, result: GraphResult) -> None:
-    """Repair the bag when the recorder did not close it itself (died or was killed)."""
-    if plan.recorder is None or plan.bag_path is None:
-        return
-    returncode = result.returncodes.get(plan.recorder)
-    if result.died != plan.recorder and returncode in (0, None):
-        return
-    if not plan.bag_path.exists():
-        return
-    ended = "died" if returncode is None else describe_exit(returncode)
-    print(f"{PROG}: recorder '{plan.recorder}' ended abnormally ({ended}); checking the bag", flush=True)
-    try:
-        summary = repair_bag(plan.bag_path)  # str() of its report is a one-line summary
-    except RehabRobotError as exc:
-        print(f"{PROG}: bag repair failed: {exc}", flush=True)
-        return
-    if summary is not None:
-        print(f"{PROG}: {summary}", flush=True)
+    if died is not None and report is not None and report.get("ended") != "completed":
+        # The node died before the session manager's own stop: the report's last event time.
+        events = report.get("events", [])
+        when = events[-1]["time"] if events and "time" in events[-1] else report.get("duration", 0.0)
+        report["events"] = events + [{"time": when, "event": reason}]
+        report["ended"] = "aborted"
+        report["end_reason"] = reason
+        write_report(plan.report_path, report)
+    return lines
 
 
 def cmd_run(args: argparse.Namespace) -> int:

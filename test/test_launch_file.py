@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import py_compile
 import subprocess
 import sys
@@ -60,8 +61,11 @@ def stand_in_modules() -> dict[str, types.ModuleType]:
         return mod
 
     names = dict.fromkeys
+    logging_module = module("launch.logging")
+    logging_module.get_logger = lambda name=None: logging.getLogger(name)
     modules = {
         "launch": module("launch", **names(["LaunchDescription"])),
+        "launch.logging": logging_module,
         "launch.actions": module("launch.actions", **names([
             "DeclareLaunchArgument", "LogInfo", "OpaqueFunction", "RegisterEventHandler",
             "SetEnvironmentVariable", "Shutdown",
@@ -78,6 +82,7 @@ def stand_in_modules() -> dict[str, types.ModuleType]:
         parent, _, child = name.rpartition(".")
         if parent:
             setattr(modules[parent], child, mod)
+            modules[parent].__path__ = []  # a package, so `import launch.logging` works
     return modules
 
 
@@ -171,24 +176,30 @@ class Context:
         self.launch_configurations = launch_configurations or {}
 
 
-def test_shutdown_handlers_target_the_nodes(stubs):
-    """Each node has an OnProcessExit handler; the ends_graph node's exit 0 shuts down as a
-    normal end, any other exit shuts down naming the node and its status."""
+def exit_handlers(stubs):
+    """Return (entities, {node name: its OnProcessExit callback}) of a fresh launch description."""
     entities, handlers = entities_of(stubs, "RegisterEventHandler")
-    nodes = [e for e in entities if isinstance(e, stubs["launch_ros.actions"].Node)]
-    assert len(handlers) == len(nodes)
     OnProcessExit = stubs["launch.event_handlers"].OnProcessExit
-    Shutdown = stubs["launch.actions"].Shutdown
     by_target = {}
     for handler in handlers:
         (on_exit,) = handler.args
         assert isinstance(on_exit, OnProcessExit)
         by_target[on_exit.kwargs["target_action"].kwargs["name"]] = on_exit.kwargs["on_exit"]
+    return entities, by_target
+
+
+def test_shutdown_handlers_target_the_nodes(stubs):
+    """Each node has an OnProcessExit handler; the ends_graph node's exit 0 shuts down as a
+    normal end, any other exit shuts down naming the node and its status."""
+    entities, by_target = exit_handlers(stubs)
+    nodes = [e for e in entities if isinstance(e, stubs["launch_ros.actions"].Node)]
+    Shutdown = stubs["launch.actions"].Shutdown
     (ends,) = [s.name for s in graph.nodes() if s.ends_graph]
     assert sorted(by_target) == sorted(n.kwargs["name"] for n in nodes)
 
     def shutdown_reason(name, returncode, is_shutdown=False):
-        actions = by_target[name](Event(returncode), Context(is_shutdown))
+        # A fresh description each time: the first node to exit decides for the graph.
+        actions = exit_handlers(stubs)[1][name](Event(returncode), Context(is_shutdown))
         if actions is None:
             return None
         (shutdown,) = [a for a in actions if isinstance(a, Shutdown)]
@@ -198,6 +209,39 @@ def test_shutdown_handlers_target_the_nodes(stubs):
     assert shutdown_reason(ends, 2) == f"node '{ends}' died (exit status 2)"
     assert shutdown_reason("safety_supervisor", -9) == "node 'safety_supervisor' died (killed by SIGKILL)"
     assert shutdown_reason("hardware_driver", 0, is_shutdown=True) is None
+
+
+def test_a_dead_node_is_named_in_the_report_and_the_bag_repaired(stubs, tmp_path, monkeypatch):
+    """Under ros2 launch as under rehab-robot: once every node has exited after one died,
+    the report says aborted and names it, and a killed recorder's bag is repaired."""
+    entities, functions = entities_of(stubs, "OpaqueFunction")
+    (prepare,) = functions
+    # The prepare function and the handlers of one description share the session record.
+    by_target = {}
+    for handler in [e for e in entities if isinstance(e, stubs["launch.actions"].RegisterEventHandler)]:
+        (on_exit,) = handler.args
+        by_target[on_exit.kwargs["target_action"].kwargs["name"]] = on_exit.kwargs["on_exit"]
+    monkeypatch.setattr(launcher, "check_hardware", lambda *a: None)
+    monkeypatch.setattr(launcher, "check_session_files", lambda *a: None)
+    texts = {a.name: a.default for a in graph.launch_arguments()}
+    prepare.kwargs["function"](Context(launch_configurations={**texts, "output_dir": str(tmp_path)}))
+    session = tmp_path / SESSION_ID
+    (session / "report.json").write_text(json.dumps({
+        "ended": "stopped", "end_reason": "session manager shut down (SIGINT/SIGTERM)",
+        "events": [{"time": 3.5, "event": "session stopped"}], "duration": 3.5}))
+    repaired = []
+    monkeypatch.setattr(launcher, "repair_bag", lambda path: repaired.append(path) or "bag repaired")
+    (session / "bag").mkdir()
+    assert by_target["motion_controller"](Event(-9), Context(False)) is not None
+    for name in by_target:
+        if name != "motion_controller":
+            code = -9 if name == "session_recorder" else 0
+            by_target[name](Event(code), Context(True))
+    report = json.loads((session / "report.json").read_text())
+    assert report["ended"] == "aborted"
+    assert report["end_reason"] == "node 'motion_controller' died (killed by SIGKILL)"
+    assert report["events"][-1] == {"time": 3.5, "event": report["end_reason"]}
+    assert repaired == [session / "bag"]
 
 
 def test_session_is_prepared_before_any_node(stubs, tmp_path, monkeypatch):
