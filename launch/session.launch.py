@@ -17,10 +17,12 @@ is named on the terminal (as an error) and in the report, which is marked ``abor
 once every node has exited, a bag whose recorder was killed is repaired, and an aborted
 session is logged as an error. Differences from ``rehab-robot run``:
 
-* ``ros2 launch`` sends SIGINT to every node at once on shutdown; it cannot stop them
-  in ``stop_rank`` order. Each node is still safe on its own SIGINT (the driver brings
-  the arm to rest), but the bag may miss the last moments of the stop. Use
-  ``rehab-robot run`` when the recording of the stop matters.
+* When the session ends or a node dies, the other nodes are stopped in ``stop_rank``
+  order, as by ``rehab-robot run``. On Ctrl-C, however, the terminal sends SIGINT to
+  every node at once (and launch does too): each node is safe on its own SIGINT (the
+  session writes its report, the driver brings the arm to rest), but the bag may miss
+  the last moments of the stop. Use ``rehab-robot run`` when the recording of a
+  Ctrl-C stop matters.
 * ``ros2 launch`` exits with status 0 even when a node died; the terminal and the
   report say so (``aborted``, as an error line). ``rehab-robot run`` exits 1.
 * DDS discovery: ``ROS_AUTOMATIC_DISCOVERY_RANGE`` is set to ``LOCALHOST`` (and
@@ -30,18 +32,23 @@ session is logged as an error. Differences from ``rehab-robot run``:
 """
 
 import os
+import signal
 
 import launch.logging
 from launch import LaunchDescription
 from launch.actions import (
     DeclareLaunchArgument,
+    EmitEvent,
     LogInfo,
     OpaqueFunction,
     RegisterEventHandler,
     SetEnvironmentVariable,
     Shutdown,
+    TimerAction,
 )
 from launch.event_handlers import OnProcessExit
+from launch.events import matches_action
+from launch.events.process import SignalProcess
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
@@ -52,6 +59,8 @@ from rehab_robot.ros_env import OLDER_DISTROS
 #: Seconds after SIGINT before SIGTERM, and after SIGTERM before SIGKILL (as rehab-robot).
 SIGTERM_TIMEOUT = str(launcher.SIGINT_TIMEOUT)
 SIGKILL_TIMEOUT = str(launcher.SIGTERM_TIMEOUT)
+#: Seconds the ordered stop may take before the launch shuts down whatever still runs.
+ORDERED_STOP_TIMEOUT = 30.0
 
 
 def discovery_actions():
@@ -78,12 +87,28 @@ def parameter_value(value, argument_types):
 class SessionRecord:
     """What the launch knows about the session, to complete its folder as rehab-robot does."""
 
-    def __init__(self, node_names):
+    def __init__(self, specs):
         self.plan = None
         self.died = None
         self.reason = ""
         self.returncodes = {}
-        self.node_names = set(node_names)
+        self.specs = sorted(specs, key=lambda spec: spec.stop_rank)
+        self.node_names = {spec.name for spec in self.specs}
+        self.node_actions = {}
+        self.signalled = set()
+
+    def stop_next(self):
+        """Return the actions that stop the next running node in stop order, or shut the
+        launch down when none is left."""
+        running = [s for s in self.specs if s.name not in self.returncodes]
+        if not running:
+            return [Shutdown(reason=self.reason)]
+        following = running[0]
+        if following.name in self.signalled:
+            return []  # already asked: its exit continues the chain
+        self.signalled.add(following.name)
+        node = self.node_actions[following.name]
+        return [EmitEvent(event=SignalProcess(signal_number=signal.SIGINT, process_matcher=matches_action(node)))]
 
     def prepare(self, context):
         """Validate the arguments and files and create the session folder, before any node."""
@@ -111,26 +136,33 @@ class SessionRecord:
 
 
 def on_node_exit(spec, record):
-    """Return the OnProcessExit callback of ``spec``: shut the launch down, saying why, and
-    complete the session folder once the last node has exited."""
+    """Return the OnProcessExit callback of ``spec``.
+
+    The first node to exit on its own (the session manager when the session has ended, or
+    a node that died) starts the ordered stop: the remaining nodes get SIGINT one at a
+    time in ``stop_rank`` order, each after the previous one has exited (the session ends,
+    the driver brings the arm to rest, the recorder stops last), then the launch shuts
+    down. Once the last node has exited, the session folder is completed.
+    """
 
     def handle(event, context):
         record.returncodes[spec.name] = event.returncode
-        actions = None
-        if not context.is_shutdown and record.died is None and not record.reason:
-            # The first node to exit on its own decides why the graph stops.
+        actions = []
+        if not context.is_shutdown and not record.reason:
             if spec.ends_graph and event.returncode == 0:
                 record.reason = f"node '{spec.name}' finished: the session has ended"
-                actions = [LogInfo(msg=f"rehab_robot: {record.reason}; shutting down")]
+                actions.append(LogInfo(msg=f"rehab_robot: {record.reason}; stopping the other nodes in order"))
             else:
                 record.died = spec.name
                 record.reason = f"node '{spec.name}' died ({launcher.describe_exit(event.returncode)})"
-                launch.logging.get_logger("rehab_robot").error(f"{record.reason}; shutting down")
-                actions = []
-            actions.append(Shutdown(reason=record.reason))
+                launch.logging.get_logger("rehab_robot").error(f"{record.reason}; stopping the other nodes in order")
+            # However a node hangs, the launch ends: launch's own SIGTERM/SIGKILL escalation follows.
+            actions.append(TimerAction(period=ORDERED_STOP_TIMEOUT, actions=[Shutdown(reason=record.reason)]))
+        if record.reason and not context.is_shutdown:
+            actions += record.stop_next()
         if set(record.returncodes) >= record.node_names:
             record.finish()
-        return actions
+        return actions or None
 
     return handle
 
@@ -144,7 +176,7 @@ def generate_launch_description():
         for a in arguments
     ]
     actions += discovery_actions()
-    record = SessionRecord(spec.name for spec in graph.nodes())
+    record = SessionRecord(graph.nodes())
     actions.append(OpaqueFunction(function=record.prepare))
     # Start the highest stop_rank first, as rehab-robot does: the recorder is up before the session.
     for spec in sorted(graph.nodes(), key=lambda s: -s.stop_rank):
@@ -158,5 +190,6 @@ def generate_launch_description():
             sigkill_timeout=SIGKILL_TIMEOUT,
         )
         actions.append(node)
+        record.node_actions[spec.name] = node
         actions.append(RegisterEventHandler(OnProcessExit(target_action=node, on_exit=on_node_exit(spec, record))))
     return LaunchDescription(actions)

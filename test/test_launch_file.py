@@ -2,7 +2,7 @@
 
 ``launch``, ``launch_ros`` and ``launch_testing`` come from a ROS 2 distro and cannot
 be installed on this development machine. So, besides compiling the file, these tests
-put minimal STAND-IN modules for ``launch``, ``launch.actions``, ``launch.substitutions``,
+put minimal STAND-IN modules for ``launch``, ``launch.actions``, ``launch.events``, ``launch.substitutions``,
 ``launch.event_handlers``, ``launch_ros.actions`` and ``launch_ros.parameter_descriptions``
 into ``sys.modules``. The stand-ins do nothing but record their constructor arguments,
 so the tests check what the launch file *asks for* (arguments, nodes, parameters,
@@ -50,6 +50,10 @@ class LaunchConfiguration(Recorded):
         return context.launch_configurations[self.args[0]]
 
 
+class MatchesAction(Recorded):
+    """Stand-in of launch.events.matches_action: records the action it matches."""
+
+
 def stand_in_modules() -> dict[str, types.ModuleType]:
     """Return the stand-in modules, keyed by their import name."""
 
@@ -67,9 +71,11 @@ def stand_in_modules() -> dict[str, types.ModuleType]:
         "launch": module("launch", **names(["LaunchDescription"])),
         "launch.logging": logging_module,
         "launch.actions": module("launch.actions", **names([
-            "DeclareLaunchArgument", "LogInfo", "OpaqueFunction", "RegisterEventHandler",
-            "SetEnvironmentVariable", "Shutdown",
+            "DeclareLaunchArgument", "EmitEvent", "LogInfo", "OpaqueFunction", "RegisterEventHandler",
+            "SetEnvironmentVariable", "Shutdown", "TimerAction",
         ])),
+        "launch.events": module("launch.events", matches_action=MatchesAction),
+        "launch.events.process": module("launch.events.process", **names(["SignalProcess"])),
         "launch.substitutions": module(
             "launch.substitutions", LaunchConfiguration=LaunchConfiguration, PathJoinSubstitution=None
         ),
@@ -197,18 +203,42 @@ def test_shutdown_handlers_target_the_nodes(stubs):
     (ends,) = [s.name for s in graph.nodes() if s.ends_graph]
     assert sorted(by_target) == sorted(n.kwargs["name"] for n in nodes)
 
+    TimerAction = stubs["launch.actions"].TimerAction
+
     def shutdown_reason(name, returncode, is_shutdown=False):
         # A fresh description each time: the first node to exit decides for the graph.
         actions = exit_handlers(stubs)[1][name](Event(returncode), Context(is_shutdown))
         if actions is None:
             return None
-        (shutdown,) = [a for a in actions if isinstance(a, Shutdown)]
+        (timer,) = [a for a in actions if isinstance(a, TimerAction)]
+        (shutdown,) = [a for a in timer.kwargs["actions"] if isinstance(a, Shutdown)]
         return shutdown.kwargs["reason"]
 
     assert shutdown_reason(ends, 0) == f"node '{ends}' finished: the session has ended"
     assert shutdown_reason(ends, 2) == f"node '{ends}' died (exit status 2)"
     assert shutdown_reason("safety_supervisor", -9) == "node 'safety_supervisor' died (killed by SIGKILL)"
     assert shutdown_reason("hardware_driver", 0, is_shutdown=True) is None
+
+
+def test_the_rest_of_the_graph_stops_in_stop_rank_order(stubs):
+    """After the session ends, each remaining node gets SIGINT only once the previous one
+    has exited: driver, controller, supervisor, recorder; then the launch shuts down."""
+    _, by_target = exit_handlers(stubs)
+    EmitEvent = stubs["launch.actions"].EmitEvent
+    Shutdown = stubs["launch.actions"].Shutdown
+
+    def signalled(actions):
+        return [a.kwargs["event"].kwargs["process_matcher"].args[0].kwargs["name"]
+                for a in actions or [] if isinstance(a, EmitEvent)]
+
+    (ends,) = [s for s in graph.nodes() if s.ends_graph]
+    order = [s.name for s in sorted(graph.nodes(), key=lambda s: s.stop_rank) if not s.ends_graph]
+    seen = signalled(by_target[ends.name](Event(0), Context(False)))
+    for name in order:
+        assert seen == [name], f"expected SIGINT to {name}, got {seen}"
+        actions = by_target[name](Event(0), Context(False))
+        seen = signalled(actions)
+    assert seen == [] and any(isinstance(a, Shutdown) for a in actions), "the launch ends after the last node"
 
 
 def test_a_dead_node_is_named_in_the_report_and_the_bag_repaired(stubs, tmp_path, monkeypatch):
