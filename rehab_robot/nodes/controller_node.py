@@ -36,8 +36,9 @@ from rehab_robot.safety.gate import HeartbeatMonitor
 PARAMETERS = (
     ParamSpec("robot_description", "", "URDF file of the arm (empty: the shipped arm)"),
     ParamSpec("rate", 100.0, "command rate [Hz]", "20 to 1000 Hz", lambda v: 20.0 <= v <= 1000.0),
-    ParamSpec("heartbeat_timeout", 0.05, "age after which the safety heartbeat counts as lost [s]",
-              "0.005 to 0.2 s", lambda v: 0.005 <= v <= 0.2),
+    ParamSpec("heartbeat_timeout", 0.25, "age after which the safety heartbeat counts as lost [s]; the "
+              "driver stops at its own 50 ms and reports it on hardware/status, which also drops the plan",
+              "0.005 to 1 s", lambda v: 0.005 <= v <= 1.0),
     ParamSpec("max_trajectory_age", 2.0, "oldest trajectory start stamp accepted [s]; a trajectory that "
               "arrives late, but within this age, starts when it arrives", "0.01 to 5 s",
               lambda v: 0.01 <= v <= 5.0),
