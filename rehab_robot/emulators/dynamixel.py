@@ -25,7 +25,9 @@ Fault injection: one command per line on stdin; each is answered ``ok ...`` (or
 ``clear``              forget pending ``crc`` and ``drop`` injections
 ``close``              close the pseudo-terminal (the port disappears; ``--link`` removed)
 ``reopen``             open a new pseudo-terminal (printed as ``PTY <path>``; link updated)
-``state``              print ``state q1 q2 q3 q4`` (joint angles [rad]) of the physics
+``state``              print ``state q1 q2 q3 q4 tau1 tau2 tau3 tau4`` (joint angles [rad],
+                       motor torques [N·m]) of the physics
+``reg ID ADDR SIZE``   print ``reg VALUE``: a servo's register (signed), as a master would read
 ``quit``               exit
 =====================  =====================================================================
 
@@ -438,7 +440,7 @@ class Emulator:
         for s in self.by_joint:
             j = s.joint
             s.update_present(sample.position[j], sample.velocity[j], sample.effort[j])
-        self.q = sample.position
+        self.q, self.tau = sample.position, sample.effort
 
     def drive(self) -> None:
         """Send the goals of servos with torque on to the simulated drives."""
@@ -567,7 +569,11 @@ class Emulator:
                 if self.master is None:
                     self.open_pty()
             elif name == "state":
-                self.say("state " + " ".join(f"{x:.6f}" for x in self.q))
+                self.say("state " + " ".join(f"{x:.6f}" for x in (*self.q, *self.tau)))
+                return True
+            elif name == "reg":
+                servo = self.servos[int(args[0])]
+                self.say(f"reg {servo.get(int(args[1], 0), int(args[2]), signed=True)}")
                 return True
             else:
                 raise ValueError(f"unknown command {name!r}")
