@@ -644,7 +644,7 @@ class DynamixelArm(HardwareInterface):
         try:
             if not port.setBaudRate(self.config.baudrate):
                 raise HardwareError(f"serial port {name}: baud rate {self.config.baudrate} refused")
-        except (OSError, ValueError, _serial_error()) as exc:
+        except (OSError, ValueError, *_serial_error()) as exc:
             raise HardwareError(f"serial port {name} cannot be opened: {exc}", device_lost=True) from None
         self._port = port
         self._packet = sdk.PacketHandler(2.0)
@@ -715,7 +715,7 @@ class DynamixelArm(HardwareInterface):
         """Run one SDK transaction; a vanished port becomes ``device_lost``."""
         try:
             return action()
-        except (OSError, _serial_error()) as exc:
+        except (OSError, *_serial_error()) as exc:
             self._close_port()
             raise HardwareError(f"serial port {self.config.port} lost: {exc}",
                                 joint.name if joint else None, device_lost=True) from None
@@ -896,11 +896,14 @@ class DynamixelArm(HardwareInterface):
         if port is not None and port.ser is not None:
             try:
                 port.closePort()
-            except (OSError, _serial_error()):
+            except (OSError, *_serial_error()):
                 pass
 
 
-def _serial_error():
+def _serial_error() -> tuple:
+    """Exceptions a vanished serial device raises: pyserial's, and termios's on a flush."""
+    import termios
+
     import serial
 
-    return serial.SerialException
+    return (serial.SerialException, termios.error)
