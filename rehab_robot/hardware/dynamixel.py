@@ -476,6 +476,7 @@ class DynamixelArm(HardwareInterface):
         self._missed = np.zeros(n, dtype=int)  # cycles in a row without a valid reply
         self._last_miss = [""] * n
         self._goal_counts: Optional[np.ndarray] = None
+        self._feedforward_counts = np.zeros(n, dtype=np.int64)  # last goal offset from effort
         self._counters = {"cycles": 0, "timeouts": 0, "corrupt_packets": 0, "status_errors": 0,
                           "hardware_errors": 0, "reconnects": 0, "reboots": 0}
         self._closed = False
@@ -556,6 +557,7 @@ class DynamixelArm(HardwareInterface):
                 offset = fields[2][i] / joint.stiffness if joint.stiffness > 0 else 0.0
                 offset = min(max(offset, -MAX_FEEDFORWARD_OFFSET), MAX_FEEDFORWARD_OFFSET)
                 goal[i] = joint.position_to_counts(fields[0][i] + offset)
+                self._feedforward_counts[i] = goal[i] - joint.position_to_counts(fields[0][i])
             self._write_goals(goal)
 
     def enable(self) -> None:
@@ -571,7 +573,11 @@ class DynamixelArm(HardwareInterface):
             self._enabled = True
 
     def disable(self) -> None:
-        """Hold: goal position = last present position; torque stays on. Idempotent.
+        """Hold: goal = last present position (+ the last feed-forward offset); torque stays on.
+
+        Keeping the feed-forward offset keeps the gravity compensation the controller
+        last sent, so the servo holds where the arm is instead of sagging by load /
+        stiffness. Idempotent.
 
         Raises:
             HardwareError: if the port is lost (``device_lost``).
@@ -581,7 +587,7 @@ class DynamixelArm(HardwareInterface):
             if self._port is None:
                 return
             if was_enabled or self._goal_counts is None:
-                self._write_goals(self._counts.copy())
+                self._write_goals(self._counts + self._feedforward_counts)
 
     @property
     def enabled(self) -> bool:
@@ -687,6 +693,7 @@ class DynamixelArm(HardwareInterface):
             raise HardwareError(f"servo id {joint.id}: no valid status packet at start-up "
                                 f"({self._last_miss[bad[0]]})", joint.name)
         self._goal_counts = None
+        self._feedforward_counts[:] = 0
         self._write_goals(self._counts.copy())
         for joint in self.joints:
             self._write(joint, joint.table.torque_enable, 1, 1)
