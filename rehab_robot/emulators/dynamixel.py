@@ -584,7 +584,7 @@ class Emulator:
         return True
 
     def run(self, stdin=sys.stdin) -> None:
-        """Serve the bus and stdin until ``quit``, EOF-free stdin or a signal."""
+        """Serve the bus and stdin until ``quit`` or a signal; EOF on stdin only ends the commands."""
         stdin_fd = stdin.fileno() if stdin is not None else None
         pending = b""
         self.step()
