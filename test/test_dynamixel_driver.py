@@ -74,5 +74,10 @@ def test_driver_node_on_the_emulated_bus(tmp_path, start_node, ros_client):
         count = len(watcher.joint_states)
         wait_for(lambda: len(watcher.joint_states) > count + 50, 10, "joint_states after the reset", nodes)
         assert all(node.process.poll() is None for node in nodes)
+        # Ctrl-C: the driver brings the arm to rest, holding, before it closes the port.
+        status = nodes[0].stop(10)
+        log = nodes[0].log_path.read_text()
+        assert status == 0, log
+        assert "arm at rest and holding; closing the hardware" in log
     finally:
         emu.stop()
