@@ -1,6 +1,7 @@
 """Benchmark of the dynamixel backend against its emulator over a pseudo-terminal.
 
-Run: ``python bench/bench_dynamixel.py [--cycles N]``. It starts the emulator
+Run: ``python bench/bench_dynamixel.py [--cycles N]`` (``--port DEV --config FILE``
+measures a real arm instead: it moves each joint by up to 0.1 rad). It starts the emulator
 (``rehab-robot emulate dynamixel``) in another process and prints, for the shipped arm
 (4 Dynamixel-P servos) and a mixed bus (3 P + 1 X-series, two transactions each way):
 
@@ -24,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from rehab_robot.errors import RehabRobotError
 from rehab_robot.hardware.dynamixel import DynamixelArm, default_config_path, load_config, transaction_time
 from rehab_robot.hardware.interface import JointCommand
 
@@ -84,7 +86,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cycles", type=int, default=2000)
     parser.add_argument("--margin", type=float, default=0.02, help="response_margin [s] for the emulator")
+    parser.add_argument("--port", help="measure a real bus on this port instead (the arm moves +-0.1 rad!)")
+    parser.add_argument("--config", default=str(default_config_path()), help="arm configuration for --port")
     args = parser.parse_args()
+    if args.port:
+        try:
+            report(f"real bus on {args.port}", args.config, measure(args.config, args.port, args.cycles))
+        except RehabRobotError as exc:
+            raise SystemExit(f"bench_dynamixel: {exc}") from None
+        return
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         # The emulator is a Python process on a possibly shared machine: a wider response
