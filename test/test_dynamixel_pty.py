@@ -295,3 +295,14 @@ def test_closed_port_is_device_lost_and_reopened_by_clear_fault(tmp_path, emulat
         arm.clear_fault()
         assert not arm.enabled
         np.testing.assert_allclose(arm.read().position, emu.state()[0], atol=2e-3)
+
+
+def test_one_lost_reply_does_not_fail_start_up(tmp_path, emulator):
+    """Start-up and fault reset retry a lost or corrupt reply, as the cycle tolerates one."""
+    emu = emulator()
+    emu.command("drop 1 1")
+    emu.command("crc 3 1")
+    with DynamixelArm(config=_config(tmp_path), port=emu.link) as arm:
+        diagnostics = arm.diagnostics()
+        assert int(diagnostics["timeouts"]) >= 1 and int(diagnostics["corrupt_packets"]) >= 1
+        np.testing.assert_allclose(arm.read().position, emu.state()[0], atol=5e-3)

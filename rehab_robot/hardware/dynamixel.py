@@ -670,7 +670,7 @@ class DynamixelArm(HardwareInterface):
         """Check every servo, configure it, and hold where it is with torque on."""
         for joint in self.joints:
             table = joint.table
-            model, result, error = self._call(joint, lambda: self._packet.ping(self._port, joint.id))
+            model, result, error = self._retry(joint, lambda: self._packet.ping(self._port, joint.id), 1)
             self._check_result(joint, result, error, "ping")
             if model not in table.models:
                 raise HardwareError(
@@ -685,8 +685,11 @@ class DynamixelArm(HardwareInterface):
                 self._counters["hardware_errors"] += 1
                 raise HardwareError(self._hardware_error_text(joint, status), joint.name)
             self._configure(joint)
-        for group in self._groups:
-            self._read_group(group)
+        for _ in range(self.config.max_missed_cycles):
+            for group in self._groups:
+                self._read_group(group)
+            if not self._missed.any():
+                break
         bad = np.flatnonzero(self._missed)
         if bad.size:
             joint = self.joints[bad[0]]
@@ -727,6 +730,24 @@ class DynamixelArm(HardwareInterface):
             raise HardwareError(f"serial port {self.config.port} lost: {exc}",
                                 joint.name if joint else None, device_lost=True) from None
 
+    def _retry(self, joint: JointConfig, action, result_index: int) -> tuple:
+        """Run a single-servo transaction, again after a lost or corrupt reply.
+
+        Up to ``max_missed_cycles`` attempts, as in the cycle: one glitch on the bus does
+        not fail a start-up or a fault reset. Only for idempotent instructions.
+        """
+        sdk = _sdk()
+        for _ in range(self.config.max_missed_cycles - 1):
+            reply = self._call(joint, action)
+            result = reply[result_index]
+            if result == sdk.COMM_RX_TIMEOUT:
+                self._counters["timeouts"] += 1
+            elif result == sdk.COMM_RX_CORRUPT:
+                self._counters["corrupt_packets"] += 1
+            else:
+                return reply
+        return self._call(joint, action)
+
     def _check_result(self, joint: JointConfig, result: int, error: int, what: str) -> None:
         sdk = _sdk()
         if result != sdk.COMM_SUCCESS:
@@ -752,20 +773,20 @@ class DynamixelArm(HardwareInterface):
     def _read(self, joint: JointConfig, address: int, size: int) -> int:
         method = {1: self._packet.read1ByteTxRx, 2: self._packet.read2ByteTxRx,
                   4: self._packet.read4ByteTxRx}[size]
-        value, result, error = self._call(joint, lambda: method(self._port, joint.id, address))
+        value, result, error = self._retry(joint, lambda: method(self._port, joint.id, address), 1)
         self._check_result(joint, result, error, f"read of address {address}")
         return value
 
     def _write(self, joint: JointConfig, address: int, size: int, value: int) -> None:
         method = {1: self._packet.write1ByteTxRx, 2: self._packet.write2ByteTxRx,
                   4: self._packet.write4ByteTxRx}[size]
-        result, error = self._call(joint, lambda: method(self._port, joint.id, address, value))
+        result, error = self._retry(joint, lambda: method(self._port, joint.id, address, value), 0)
         self._check_result(joint, result, error, f"write of {value} to address {address}")
 
     def _hardware_error_status(self, joint: JointConfig) -> int:
         """Read Hardware Error Status (no alert check: that is what we are reading)."""
-        value, result, _ = self._call(joint, lambda: self._packet.read1ByteTxRx(
-            self._port, joint.id, joint.table.hardware_error_status))
+        value, result, _ = self._retry(joint, lambda: self._packet.read1ByteTxRx(
+            self._port, joint.id, joint.table.hardware_error_status), 1)
         if result != _sdk().COMM_SUCCESS:
             raise HardwareError(f"servo id {joint.id}: read of Hardware Error Status: "
                                 f"{self._comm_text(result)}", joint.name)
