@@ -306,3 +306,37 @@ def test_one_lost_reply_does_not_fail_start_up(tmp_path, emulator):
         diagnostics = arm.diagnostics()
         assert int(diagnostics["timeouts"]) >= 1 and int(diagnostics["corrupt_packets"]) >= 1
         np.testing.assert_allclose(arm.read().position, emu.state()[0], atol=5e-3)
+
+
+def _step_response(arm, joint: int, step: float, seconds: float) -> tuple[float, float]:
+    """Command a position step on one joint; return (peak |effort| [N·m], distance moved [rad])."""
+    start = arm.read().position
+    target = start.copy()
+    target[joint] += step
+    arm.enable()
+    peak, t0 = 0.0, time.monotonic()
+    while time.monotonic() - t0 < seconds:
+        sample = arm.read()
+        arm.write(JointCommand(target, np.zeros(4), np.zeros(4)))
+        peak = max(peak, abs(sample.effort[joint]))
+        time.sleep(0.002)
+    moved = arm.read().position[joint] - start[joint]
+    arm.disable()
+    return peak, moved
+
+
+def test_goal_current_limits_the_torque(tmp_path, emulator):
+    """Current-based position control: a step asks for more torque than Goal Current allows."""
+    emu = emulator("elbow_flexion:4:1120:4:1:2048")
+    x_elbow = {"family": "x", "model": "XM540-W270", "counts_per_revolution": 4096, "zero_offset": 2048,
+               "torque_constant": 2.4}
+    with DynamixelArm(config=_config(tmp_path, elbow_flexion={**x_elbow, "torque_limit": 40.0}),
+                      port=emu.link) as arm:
+        strong_peak, strong_moved = _step_response(arm, 3, 0.3, 0.6)
+    with DynamixelArm(config=_config(tmp_path, elbow_flexion={**x_elbow, "torque_limit": 6.0}),
+                      port=emu.link) as arm:
+        assert emu.register(4, 102, 2) == arm.joints[3].torque_to_current_counts(6.0)
+        weak_peak, weak_moved = _step_response(arm, 3, 0.3, 0.6)
+    assert strong_peak > 15.0 and strong_moved == pytest.approx(0.3, abs=0.05)
+    assert 6.0 * 0.8 <= weak_peak <= 6.0 * 1.05 + 0.5, weak_peak  # saturates at the limit
+    assert 0.0 < weak_moved

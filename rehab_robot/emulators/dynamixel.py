@@ -31,10 +31,15 @@ Fault injection: one command per line on stdin; each is answered ``ok ...`` (or
 ``quit``               exit
 =====================  =====================================================================
 
-Simplifications: a servo with torque off holds like a brake (the simulator has no limp
-drive); Goal Current is checked against Current Limit but not emulated as a torque
-limit; Return Delay Time is stored, not waited; registered writes, bulk and fast
-instructions are answered with an Instruction Error.
+Torque limit: Goal Current (current-based position control, mode 5) or Current Limit
+clips the goal the simulated drive sees (refreshed every millisecond), so that its
+``stiffness * error - damping * velocity`` stays within the limit, as the servo's
+current limit does.
+
+Simplifications: a servo with torque off is limp (damped) while another servo has
+torque on, but with every servo off the simulator holds the arm like a brake (it has no
+all-limp mode); Return Delay Time is stored, not waited; registered writes, bulk and
+fast instructions are answered with an Instruction Error.
 """
 
 from __future__ import annotations
@@ -51,7 +56,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rehab_robot.hardware.interface import JointCommand
-from rehab_robot.hardware.sim import SimulatedArm
+from rehab_robot.hardware.sim import DEFAULT_DAMPING, DEFAULT_STIFFNESS, SimulatedArm
 
 # -- Protocol 2.0 (e-manual "DYNAMIXEL Protocol 2.0") ---------------------------
 
@@ -320,6 +325,14 @@ class Servo:
         """Store a register value (two's complement for negatives)."""
         self.memory[address:address + size] = (value & ((1 << 8 * size) - 1)).to_bytes(size, "little")
 
+    def torque_limit(self) -> float:
+        """Largest torque [N·m] at the joint: Goal Current in mode 5, else Current Limit."""
+        f = self.family
+        limit = self.get(38, 2)
+        if self.memory[11] == 5:
+            limit = min(limit, abs(self.get(f.goal_current, 2, signed=True)))
+        return limit * f.current_unit * self.model.torque_constant * self.gear
+
     @property
     def torque_on(self) -> bool:
         return self.memory[self.family.torque_enable] == 1
@@ -394,10 +407,13 @@ class Emulator:
         self.servos = {s.servo_id: s for s in servos}
         self.by_joint = sorted(servos, key=lambda s: s.joint)
         self.arm = SimulatedArm()
+        # The simulated drives' gains [N·m/rad], [N·m·s/rad], for the torque limit.
+        self.stiffness = np.asarray(DEFAULT_STIFFNESS, dtype=float)
+        self.damping = np.asarray(DEFAULT_DAMPING, dtype=float)
+        self.zeros = np.zeros(len(servos))
         self.reader = PacketReader()
         self.link, self.path_file, self.out = link, path_file, out
         self.master = self.slave = None
-        self.commanded = None
         self.open_pty()
 
     # -- the port ----------------------------------------------------------------
@@ -440,25 +456,31 @@ class Emulator:
         for s in self.by_joint:
             j = s.joint
             s.update_present(sample.position[j], sample.velocity[j], sample.effort[j])
-        self.q, self.tau = sample.position, sample.effort
+        self.q, self.v, self.tau = sample.position, sample.velocity, sample.effort
 
     def drive(self) -> None:
-        """Send the goals of servos with torque on to the simulated drives."""
+        """Send the goals of servos with torque on to the simulated drives.
+
+        Called after every instruction and every physics step (1 kHz): the torque limit
+        (Goal Current in current-based position control, else Current Limit) clips the
+        position error the simulated drive sees, so the P term never asks for more. A
+        servo with torque off gets its own position as goal: limp, only damped.
+        """
         torque = [s.torque_on for s in self.by_joint]
         if not any(torque):
             if self.arm.enabled:
-                self.arm.disable()
-            self.commanded = None
+                self.arm.disable()  # every servo off: the simulator holds like a brake
             return
+        q = self.q
         goal = np.array([s.to_angle(s.get(s.family.goal_position, 4, signed=True)) if s.torque_on
-                         else self.q[s.joint] for s in self.by_joint])
-        if self.commanded is not None and np.array_equal(goal, self.commanded):
-            return
+                         else q[s.joint] for s in self.by_joint])
+        # The drive applies kp (goal - q) - kd v: keep that within the torque limit.
+        limit = np.array([s.torque_limit() for s in self.by_joint])
+        damping = self.damping * self.v
+        goal = q + np.clip(goal - q, (damping - limit) / self.stiffness, (damping + limit) / self.stiffness)
         if not self.arm.enabled:
             self.arm.enable()
-        zeros = np.zeros(len(goal))
-        self.arm.write(JointCommand(goal, zeros, zeros))
-        self.commanded = goal
+        self.arm.write(JointCommand(goal, self.zeros, self.zeros))
 
     # -- the protocol -------------------------------------------------------------
 
@@ -593,6 +615,7 @@ class Emulator:
             ready, _, _ = select.select(fds, [], [], 0.001)
             now = time.monotonic()
             self.step()
+            self.drive()
             if self.master is not None and self.master in ready:
                 try:
                     data = os.read(self.master, 4096)
