@@ -67,6 +67,8 @@ def test_driver_node_on_the_emulated_bus(tmp_path, start_node, ros_client):
         wait_for(lambda: watcher.hardware is not None and watcher.hardware.level == DiagnosticStatus.ERROR,
                  10, "the driver to report the overload", nodes)
         assert "shoulder_abduction" in watcher.hardware.message and "overload" in watcher.hardware.message
+        count = len(watcher.joint_states)
+        wait_for(lambda: len(watcher.joint_states) > count + 20, 10, "joint_states during the fault", nodes)
 
         # The driver acts on a new reset count on safety/status; a reset it could not yet
         # compare with an earlier count is pressed again, as an operator would.

@@ -237,12 +237,15 @@ def test_servo_hardware_error_then_reboot(tmp_path, emulator):
         assert "hardware error 0x20: overload error" in str(error)
         assert not arm.enabled
         arm.disable()  # what the driver does next: must work with one servo in error
+        arm.read()  # reported once: the arm stays visible while the fault lasts
+        assert arm.diagnostics()["shoulder_abduction.hardware_error"] == "overload error"
         assert emu.register(2, 512, 1) == 0  # shut down by the servo itself
         arm.clear_fault()
         assert emu.register(2, 518, 1) == 0 and emu.register(2, 512, 1) == 1
         assert not arm.enabled
         arm.read()
         assert arm.diagnostics()["reboots"] == "1"
+        assert arm.diagnostics()["shoulder_abduction.hardware_error"] == "none"
 
 
 def test_corrupt_and_missing_replies(tmp_path, emulator):

@@ -25,7 +25,8 @@ Safety and faults (see rehab_robot/hardware/interface.py):
   turns torque on: the backend starts *disabled*, holding where the arm is.
 * ``disable()`` holds: goal position = present position, torque stays on.
 * The status packet's alert bit leads to a read of Hardware Error Status, decoded to
-  text (overload, overheating, ...): a :class:`HardwareError` naming the joint.
+  text (overload, overheating, ...): a :class:`HardwareError` naming the joint, raised
+  once; later reads return the (valid) readings until ``clear_fault()``.
 * A missing or corrupt status packet (timeout, CRC) is counted; ``max_missed_cycles``
   in a row from one servo is a :class:`HardwareError`; no servo answering at all is
   ``device_lost``. A serial port that disappears is ``device_lost`` at once. Every wait
@@ -479,6 +480,7 @@ class DynamixelArm(HardwareInterface):
         self._feedforward_counts = np.zeros(n, dtype=np.int64)  # last goal offset from effort
         self._counters = {"cycles": 0, "timeouts": 0, "corrupt_packets": 0, "status_errors": 0,
                           "hardware_errors": 0, "reconnects": 0, "reboots": 0}
+        self._servo_errors: dict[int, str] = {}  # joint index -> hardware error reported
         self._closed = False
         self._open()
         try:
@@ -612,6 +614,7 @@ class DynamixelArm(HardwareInterface):
                 if status:
                     self._reboot(joint, status)
             self._missed[:] = 0
+            self._servo_errors.clear()
             self._start_up()
 
     def diagnostics(self) -> dict[str, str]:
@@ -623,6 +626,7 @@ class DynamixelArm(HardwareInterface):
             values[f"{joint.name}.temperature_C"] = f"{self._temperature[i]:.0f}"
             values[f"{joint.name}.voltage_V"] = f"{self._voltage[i]:.1f}"
             values[f"{joint.name}.missed_in_a_row"] = str(int(self._missed[i]))
+            values[f"{joint.name}.hardware_error"] = self._servo_errors.get(i, "none")
         return values
 
     def close(self) -> None:
@@ -854,11 +858,15 @@ class DynamixelArm(HardwareInterface):
         for servo in pending:
             self._miss(by_id[servo], "no status packet (timeout)", "timeouts")
         for servo, error in errors.items():
-            joint = self.joints[by_id[servo]]
+            i = by_id[servo]
+            joint = self.joints[i]
             if error & ALERT_BIT:
+                if i in self._servo_errors:
+                    continue  # reported once; the readings stay valid, so the driver sees the arm
                 status = self._hardware_error_status(joint)
                 self._counters["hardware_errors"] += 1
                 self._enabled = False
+                self._servo_errors[i] = decode_hardware_error(status, joint.family)
                 raise HardwareError(self._hardware_error_text(joint, status), joint.name)
             if error:
                 self._miss(by_id[servo], f"status error {STATUS_ERRORS.get(error, error)}", "status_errors")
