@@ -113,8 +113,11 @@ def test_check_options_does_not_open_the_port():
     assert options["port"] == "/dev/does-not-exist-dxl"
     with pytest.raises(ConfigError, match="baudrate.*4000000"):
         backend_options("{baudrate: 12345}", cls)
-    with pytest.raises(ConfigError, match="allowed options: config, port, baudrate"):
+    with pytest.raises(ConfigError, match="allowed options: config, port, baudrate, response_margin"):
         backend_options("{serial: /dev/ttyUSB0}", cls)
+    with pytest.raises(ConfigError, match="hardware option 'response_margin' = 5: must be between"):
+        backend_options("{response_margin: 5}", cls)
+    assert backend_options("{response_margin: 0.02}", cls)["response_margin"] == 0.02
 
 
 def test_missing_port_is_one_line_at_construction():

@@ -45,10 +45,12 @@ fast instructions are answered with an Instruction Error.
 from __future__ import annotations
 
 import argparse
+import gc
 import math
 import os
 import select
 import sys
+import termios
 import time
 import tty
 from dataclasses import dataclass, field
@@ -422,6 +424,7 @@ class Emulator:
         """Open a pseudo-terminal in raw mode and announce its slave path."""
         self.master, self.slave = os.openpty()
         tty.setraw(self.slave)  # no echo, no line editing: a plain byte pipe
+        os.set_blocking(self.master, False)
         path = os.ttyname(self.slave)
         if self.link:
             tmp = self.link + ".tmp"
@@ -614,16 +617,18 @@ class Emulator:
             fds = [fd for fd in (self.master, stdin_fd) if fd is not None]
             ready, _, _ = select.select(fds, [], [], 0.001)
             now = time.monotonic()
-            self.step()
-            self.drive()
             if self.master is not None and self.master in ready:
+                # Answer first, from the present values of the last step (< 1 ms old),
+                # as a servo answers from its last control cycle: the physics can wait.
                 try:
                     data = os.read(self.master, 4096)
                 except OSError:
                     data = b""
                 replies = b"".join(self.handle(p, now) for p in self.reader.feed(data, now))
                 if replies and self.master is not None:
-                    os.write(self.master, replies)
+                    self.send(replies)
+            self.step()
+            self.drive()
             if stdin_fd is not None and stdin_fd in ready:
                 chunk = os.read(stdin_fd, 4096)
                 if not chunk:
@@ -635,6 +640,19 @@ class Emulator:
                     if not self.command(line.decode(errors="replace")):
                         return
 
+    def send(self, data: bytes) -> None:
+        """Put status packets on the wire, never blocking.
+
+        Bytes nobody reads are lost on a real bus; here they would fill the terminal's
+        queue (the master side blocks when the port is closed or the host stalls), so a
+        full queue is flushed and the packet written again, or dropped.
+        """
+        for _ in range(2):
+            try:
+                os.write(self.master, data)
+                return
+            except BlockingIOError:
+                termios.tcflush(self.slave, termios.TCIFLUSH)
 
 def parse_servo(spec: str) -> tuple:
     """Parse ``JOINT:ID:MODEL[:GEAR[:DIR[:ZERO]]]`` into (joint, (id, model, gear, dir, zero))."""
@@ -672,9 +690,23 @@ def main(argv: list[str] | None = None) -> int:
     ids = [s[0] for s in servos.values()]
     if len(set(ids)) != len(ids):
         parser.error(f"servo ids must differ, got {ids}")
+    try:
+        # Real servos answer whatever the host does. The emulator sleeps in select() between
+        # packets and physics steps (~15 % of a core), so a real-time priority costs the
+        # rest of the machine little; at a normal one it queues behind the driver,
+        # controller and supervisor nodes (nice -10) and answers late on a busy machine.
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
+    except (OSError, AttributeError) as exc:
+        print(f"emulate dynamixel: no real-time priority ({exc}); replies may be late on a busy machine",
+              file=sys.stderr)
     emulator = Emulator([Servo(sid, model, JOINTS.index(joint), gear, direction, zero)
                          for joint, (sid, model, gear, direction, zero) in servos.items()],
                         link=args.link, path_file=args.path_file)
+    # The physics allocates small arrays every step; a full garbage collection over
+    # everything pinocchio and numpy loaded would stall the bus for tens of ms. Freezing
+    # what exists now keeps the collector to the young objects.
+    gc.collect()
+    gc.freeze()
     try:
         emulator.run()
     except KeyboardInterrupt:

@@ -28,8 +28,8 @@ Safety and faults (see rehab_robot/hardware/interface.py):
   text (overload, overheating, ...): a :class:`HardwareError` naming the joint, raised
   once; later reads return the (valid) readings until ``clear_fault()``.
 * A missing or corrupt status packet (timeout, CRC) is counted; ``max_missed_cycles``
-  in a row from one servo is a :class:`HardwareError`; no servo answering at all is
-  ``device_lost``. A serial port that disappears is ``device_lost`` at once. Every wait
+  in a row from one servo is a :class:`HardwareError` naming it (no servo at all: the
+  whole bus). A serial port that disappears is ``device_lost`` at once. Every wait
   on the wire is bounded by a timeout derived from the baud rate and latency timer.
 * ``clear_fault()`` reopens the port if needed, reboots (Protocol 2.0 Reboot) every
   servo that reports a hardware error, and starts up again, holding.
@@ -272,8 +272,10 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def load_config(path, port: Optional[str] = None, baudrate: Optional[int] = None) -> ArmConfig:
-    """Read and validate an arm configuration file; ``port``/``baudrate`` override it.
+def load_config(path, port: Optional[str] = None, baudrate: Optional[int] = None,
+                response_margin: Optional[float] = None) -> ArmConfig:
+    """Read and validate an arm configuration file; ``port``, ``baudrate`` and
+    ``response_margin`` [s] override the file's values.
 
     Raises:
         ConfigError: naming the file, the field and what is allowed.
@@ -309,6 +311,8 @@ def load_config(path, port: Optional[str] = None, baudrate: Optional[int] = None
     if baudrate not in BAUDRATES or isinstance(baudrate, bool):
         raise bad("baudrate", baudrate, _TOP_FIELDS["baudrate"])
     latency = number("latency_timer", 0.0, 0.05, 0.001, _TOP_FIELDS["latency_timer"])
+    if response_margin is not None:
+        data["response_margin"] = response_margin
     margin = number("response_margin", 0.0002, 0.1, 0.002, _TOP_FIELDS["response_margin"])
     delay = number("return_delay_time", 0.0, 0.00051, 0.0, _TOP_FIELDS["return_delay_time"])
     missed = number("max_missed_cycles", 1, 100, 3, _TOP_FIELDS["max_missed_cycles"], integer=True)
@@ -447,6 +451,8 @@ class DynamixelArm(HardwareInterface):
         config: Arm configuration YAML [path]; "" or None: the shipped one.
         port: Serial device, overriding the configuration's ``port``.
         baudrate: [bit/s], overriding the configuration's ``baudrate``.
+        response_margin: Extra wait for status packets [s], overriding the
+            configuration's (e.g. 0.02 against the emulator on a busy machine).
 
     Raises:
         ConfigError: if the configuration is invalid (naming file, field, allowed values).
@@ -455,8 +461,8 @@ class DynamixelArm(HardwareInterface):
     """
 
     def __init__(self, config: Optional[str] = None, port: Optional[str] = None,
-                 baudrate: Optional[int] = None):
-        self.config = self._load(config, port, baudrate)
+                 baudrate: Optional[int] = None, response_margin: Optional[float] = None):
+        self.config = self._load(config, port, baudrate, response_margin)
         self.joint_names = tuple(j.name for j in self.config.joints)
         self.joints = self.config.joints
         n = len(self.joints)
@@ -490,7 +496,7 @@ class DynamixelArm(HardwareInterface):
             raise
 
     @staticmethod
-    def _load(config, port, baudrate) -> ArmConfig:
+    def _load(config, port, baudrate, response_margin=None) -> ArmConfig:
         if config is not None and not isinstance(config, (str, os.PathLike)):
             raise ConfigError(f"hardware option 'config' = {config!r}: must be a YAML file path")
         if port is not None and (not isinstance(port, str) or not port):
@@ -498,13 +504,19 @@ class DynamixelArm(HardwareInterface):
         if baudrate is not None and (isinstance(baudrate, bool) or baudrate not in BAUDRATES):
             raise ConfigError(f"hardware option 'baudrate' = {baudrate!r}: must be one of "
                               f"{', '.join(map(str, BAUDRATES))} [bit/s]")
-        return load_config(config or default_config_path(), port, baudrate)
+        try:
+            return load_config(config or default_config_path(), port, baudrate, response_margin)
+        except ConfigError as exc:
+            if response_margin is not None and "response_margin" in str(exc):
+                raise ConfigError(f"hardware option 'response_margin' = {response_margin!r}: must be "
+                                  f"{_TOP_FIELDS['response_margin']}") from None
+            raise
 
     @classmethod
     def check_options(cls, config: Optional[str] = None, port: Optional[str] = None,
-                      baudrate: Optional[int] = None) -> None:
+                      baudrate: Optional[int] = None, response_margin: Optional[float] = None) -> None:
         """Validate the options and the configuration file without opening the port."""
-        cls._load(config, port, baudrate)
+        cls._load(config, port, baudrate, response_margin)
 
     # -- HardwareInterface -------------------------------------------------------
 
@@ -893,8 +905,10 @@ class DynamixelArm(HardwareInterface):
     def _check_missed(self) -> None:
         limit = self.config.max_missed_cycles
         if np.all(self._missed >= limit):
+            # Not device_lost: the port is there, so the driver keeps reading and the
+            # arm shows up again as soon as the bus answers.
             raise HardwareError(f"no servo answered for {limit} cycles in a row "
-                                f"(last: {self._last_miss[0]}); power or cable?", device_lost=True)
+                                f"(last: {self._last_miss[0]}); servo power or bus cable?")
         for i in np.flatnonzero(self._missed >= limit):
             joint = self.joints[i]
             raise HardwareError(f"servo id {joint.id}: no valid status packet for {int(self._missed[i])} "
