@@ -187,3 +187,14 @@ def test_bus_instructions_and_injected_faults():
         assert "error bogus 1" in emulator.out.getvalue()
     finally:
         emulator.close_pty()
+
+
+@pytest.mark.timeout(20)
+def test_replies_nobody_reads_never_block_the_emulator():
+    """With the port closed by the host, status packets pile up; the emulator drops them, never blocks."""
+    emulator = emu.Emulator([emu.Servo(1, 2020, 0, 2.0, 1, 0)], out=io.StringIO())
+    try:
+        for _ in range(20):
+            emulator.send(bytes(4000))  # far more than a terminal's input queue holds
+    finally:
+        emulator.close_pty()

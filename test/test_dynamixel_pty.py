@@ -276,6 +276,15 @@ def test_corrupt_and_missing_replies(tmp_path, emulator):
         arm.clear_fault()
         arm.read()
 
+        for servo_id in (1, 2, 3, 4):
+            emu.command(f"drop {servo_id} 10")
+        error = _read_until_raises(arm, 3)
+        # The whole bus is silent but the port is there: the driver keeps reading.
+        assert error.joint is None and "no servo answered" in str(error) and not error.device_lost
+        emu.command("clear")
+        arm.clear_fault()
+        arm.read()
+
 
 def test_closed_port_is_device_lost_and_reopened_by_clear_fault(tmp_path, emulator):
     """The port vanishing raises device_lost at once, never hangs; clear_fault reopens it."""
