@@ -815,7 +815,7 @@ class DynamixelArm(HardwareInterface):
 
     def _reboot(self, joint: JointConfig, status: int) -> None:
         """Reboot one servo (Protocol 2.0 Reboot) and wait until it answers again."""
-        result, _ = self._call(joint, lambda: self._packet.reboot(self._port, joint.id))
+        self._call(joint, lambda: self._packet.reboot(self._port, joint.id))  # may reboot before answering
         self._counters["reboots"] += 1
         deadline = time.monotonic() + REBOOT_TIMEOUT
         while True:
