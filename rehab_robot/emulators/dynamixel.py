@@ -15,11 +15,17 @@ like a udev ``/dev/serial/by-id`` name). ``--servo JOINT:ID:MODEL[:GEAR[:DIR[:ZE
 changes one joint's servo (MODEL is the model number, e.g. 1120 for an XM540-W270).
 
 Fault injection: one command per line on stdin; each is answered ``ok ...`` (or
-``error ...``) on stdout once applied.
+``error ...``) on stdout once applied. End of input only ends the commands (the bus is
+served until ``quit`` or a signal).
+
+Each packet is answered before the physics is stepped, at real-time priority when the
+system allows it: real servos answer whatever the host is doing.
 
 =====================  =====================================================================
-``error ID BITS``      set Hardware Error Status bits (e.g. ``0x20`` overload): torque off,
-                       alert bit in every status packet, until a Reboot instruction
+``error ID BITS``      set Hardware Error Status bits (e.g. ``0x20`` overload): alert bit in
+                       every status packet until a Reboot instruction; torque off when the
+                       Shutdown register selects the bits (default: overheating, electrical
+                       shock, overload)
 ``crc ID [N]``         corrupt the CRC of the servo's next N status packets (default 1)
 ``drop ID [N]``        do not send the servo's next N status packets (default 1)
 ``clear``              forget pending ``crc`` and ``drop`` injections
