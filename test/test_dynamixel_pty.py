@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import queue
 import subprocess
 import sys
@@ -25,7 +26,9 @@ class EmulatorProcess:
 
     def __init__(self, tmp_path, *servos: str) -> None:
         self.link = str(tmp_path / "ttyDXL")
-        args = [sys.executable, "-m", "rehab_robot.emulators.dynamixel", "--link", self.link]
+        self.path_file = tmp_path / "pty-path"
+        args = [sys.executable, "-m", "rehab_robot.emulators.dynamixel", "--link", self.link,
+                "--path-file", str(self.path_file)]
         for spec in servos:
             args += ["--servo", spec]
         self.process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -34,6 +37,8 @@ class EmulatorProcess:
         threading.Thread(target=self._pump, daemon=True).start()
         first = self.next_line(30.0)
         assert first.startswith("PTY /dev/"), first
+        # The three ways of finding the port agree.
+        assert first.split()[1] == self.path_file.read_text().strip() == os.path.realpath(self.link)
 
     def _pump(self) -> None:
         for line in self.process.stdout:

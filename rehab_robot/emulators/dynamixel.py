@@ -64,7 +64,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rehab_robot.hardware.interface import JointCommand
-from rehab_robot.hardware.sim import DEFAULT_DAMPING, DEFAULT_STIFFNESS, SimulatedArm
+from rehab_robot.hardware.sim import DEFAULT_DAMPING, DEFAULT_STIFFNESS, MAX_CATCH_UP, SimulatedArm
 
 # -- Protocol 2.0 (e-manual "DYNAMIXEL Protocol 2.0") ---------------------------
 
@@ -283,6 +283,7 @@ DEFAULT_SERVOS = {
 JOINTS = tuple(DEFAULT_SERVOS)
 FIRMWARE_VERSION = 48
 REBOOT_TIME = 0.1  # [s] a rebooting servo does not answer
+CATCH_UP_SLICE = 0.005  # [s] of physics per loop turn while catching up after a stall
 TEMPERATURE = 36  # [°C]
 
 
@@ -460,7 +461,16 @@ class Emulator:
     # -- physics -------------------------------------------------------------------
 
     def step(self) -> None:
-        """Advance the physics to now and refresh every servo's present registers."""
+        """Advance the physics toward now and refresh every servo's present registers.
+
+        After a stall the physics catches up in slices of :data:`CATCH_UP_SLICE`, one
+        per loop turn, so packets keep being answered meanwhile (from slightly older
+        present values) instead of waiting behind a long catch-up.
+        """
+        behind = time.monotonic() - self.arm.time
+        if CATCH_UP_SLICE < behind < MAX_CATCH_UP:
+            self.arm.advance_to(self.arm.time + CATCH_UP_SLICE)
+            return
         sample = self.arm.read()
         for s in self.by_joint:
             j = s.joint
