@@ -131,7 +131,7 @@ def test_arm_follows_a_commanded_move_then_holds(tmp_path, emulator):
         delta = np.array([0.3, 0.2, -0.3, 0.5])
         goal = start.position + delta
         arm.enable()
-        velocities = []
+        velocities, stamps = [], []
         t0 = time.monotonic()
         cycles = 0
         while cycles < 300 or time.monotonic() - t0 < 0.8:
@@ -139,6 +139,7 @@ def test_arm_follows_a_commanded_move_then_holds(tmp_path, emulator):
             s = _min_jerk((time.monotonic() - t0) / 0.5)
             arm.write(JointCommand(start.position + s * delta, np.zeros(4), np.zeros(4)))
             velocities.append(sample.velocity)
+            stamps.append(sample.stamp)
             cycles += 1
             time.sleep(0.001)
         sample = arm.read()
@@ -146,6 +147,9 @@ def test_arm_follows_a_commanded_move_then_holds(tmp_path, emulator):
         np.testing.assert_allclose(sample.position, goal, atol=0.05)
         peak = np.array(velocities)[np.argmax(np.abs(velocities), axis=0), range(4)]
         assert np.all(np.sign(peak) == np.sign(delta)), peak
+        # Velocity units (rev/min counts, gear, direction) agree with the positions moved.
+        travelled = np.trapezoid(np.array(velocities), np.array(stamps), axis=0)
+        np.testing.assert_allclose(travelled, sample.position - start.position, rtol=0.2, atol=0.02)
         q_emu, tau_emu = emu.state()
         np.testing.assert_allclose(sample.position, q_emu, atol=2e-3)
         assert np.all(np.abs(sample.effort - tau_emu) <= 0.5 + 0.02 * np.abs(tau_emu)), (sample.effort, tau_emu)
