@@ -354,6 +354,7 @@ def test_goal_current_limits_the_torque(tmp_path, emulator):
     with DynamixelArm(config=_config(tmp_path, elbow_flexion={**x_elbow, "torque_limit": 40.0}),
                       port=emu.link) as arm:
         strong_peak, strong_moved = _step_response(arm, 3, 0.3, 0.6)
+    emu.command("power")  # a new Current Limit is EEPROM: written only with torque off
     with DynamixelArm(config=_config(tmp_path, elbow_flexion={**x_elbow, "torque_limit": 6.0}),
                       port=emu.link) as arm:
         assert emu.register(4, 102, 2) == arm.joints[3].torque_to_current_counts(6.0)
@@ -361,3 +362,23 @@ def test_goal_current_limits_the_torque(tmp_path, emulator):
     assert strong_peak > 15.0 and strong_moved == pytest.approx(0.3, abs=0.05)
     assert 6.0 * 0.8 <= weak_peak <= 6.0 * 1.05 + 0.5, weak_peak  # saturates at the limit
     assert 0.0 < weak_moved
+
+
+def test_eeprom_change_never_drops_a_holding_arm(tmp_path, emulator):
+    """A servo left holding (torque on) by a previous run is not made limp to rewrite EEPROM."""
+    emu = emulator()
+    with DynamixelArm(config=_config(tmp_path), port=emu.link) as arm:
+        arm.read()
+    assert emu.register(3, 512, 1) == 1  # close() leaves the arm held
+    path = _config(tmp_path)
+    data = yaml.safe_load(open(path))
+    data["return_delay_time"] = 0.0001  # 50 x 2 us: an EEPROM change
+    open(path, "w").write(yaml.safe_dump(data))
+    with pytest.raises(HardwareError) as info:
+        DynamixelArm(config=path, port=emu.link)
+    assert info.value.joint == "shoulder_flexion"
+    assert "Return Delay Time is 0, needs 50" in str(info.value) and "torque off" in str(info.value)
+    assert emu.register(1, 512, 1) == 1 and emu.register(1, 9, 1) == 0  # still holding, unchanged
+    emu.command("power")  # servos off (the arm supported): now the new setting is written
+    with DynamixelArm(config=path, port=emu.link):
+        assert emu.register(1, 9, 1) == 50 and emu.register(1, 512, 1) == 1

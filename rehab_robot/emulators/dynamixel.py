@@ -29,6 +29,7 @@ system allows it: real servos answer whatever the host is doing.
 ``crc ID [N]``         corrupt the CRC of the servo's next N status packets (default 1)
 ``drop ID [N]``        do not send the servo's next N status packets (default 1)
 ``clear``              forget pending ``crc`` and ``drop`` injections
+``power``              power-cycle every servo: RAM back to defaults (torque off), errors gone
 ``close``              close the pseudo-terminal (the port disappears; ``--link`` removed)
 ``reopen``             open a new pseudo-terminal (printed as ``PTY <path>``; link updated)
 ``state``              print ``state q1 q2 q3 q4 tau1 tau2 tau3 tau4`` (joint angles [rad],
@@ -604,6 +605,10 @@ class Emulator:
             elif name == "clear":
                 for servo in self.servos.values():
                     servo.drop = servo.corrupt = 0
+            elif name == "power":
+                for servo in self.servos.values():
+                    servo.power_on()
+                self.drive()
             elif name == "close":
                 self.close_pty()
             elif name == "reopen":

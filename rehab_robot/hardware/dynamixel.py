@@ -718,18 +718,36 @@ class DynamixelArm(HardwareInterface):
             self._write(joint, joint.table.torque_enable, 1, 1)
 
     def _configure(self, joint: JointConfig) -> None:
-        """Write the EEPROM settings that differ (torque must be off to write them)."""
+        """Write the EEPROM settings that differ; refuse if that needs a holding servo limp.
+
+        EEPROM can only be written with torque off. A servo that is off (just powered,
+        or rebooted after a fault) is configured; one that holds the arm (torque on, e.g.
+        left holding by a previous run) is not switched off behind the operator's back:
+        the arm could drop.
+
+        Raises:
+            HardwareError: naming the settings, if they differ while torque is on.
+        """
         table = joint.table
-        wanted = [(table.operating_mode, 1, table.position_mode),
-                  (table.return_delay_time, 1, round(self.config.return_delay_time / 2e-6))]
+        wanted = [("Operating Mode", table.operating_mode, 1, table.position_mode),
+                  ("Return Delay Time", table.return_delay_time, 1,
+                   round(self.config.return_delay_time / 2e-6))]
         if joint.torque_limit is not None:
-            wanted.append((table.current_limit, 2, joint.torque_to_current_counts(joint.torque_limit)))
-        changes = [(a, s, v) for a, s, v in wanted if self._read(joint, a, s) != v]
+            wanted.append(("Current Limit", table.current_limit, 2,
+                           joint.torque_to_current_counts(joint.torque_limit)))
+        changes = []
+        for name, address, size, value in wanted:
+            present = self._read(joint, address, size)
+            if present != value:
+                changes.append((name, address, size, value, present))
         if changes:
-            # Torque off makes the servo limp: this happens only when the EEPROM differs,
-            # i.e. on commissioning, with the arm supported (see the docs).
-            self._write(joint, table.torque_enable, 1, 0)
-            for address, size, value in changes:
+            if self._read(joint, table.torque_enable, 1):
+                listed = ", ".join(f"{n} is {p}, needs {v}" for n, _, _, v, p in changes)
+                raise HardwareError(
+                    f"servo id {joint.id}: {listed}; EEPROM is written only with torque off and "
+                    "this servo is holding: support the arm, then power-cycle the servos (or turn "
+                    "torque off in Dynamixel Wizard) and start again", joint.name)
+            for _, address, size, value, _ in changes:
                 self._write(joint, address, size, value)
         if table.goal_current is not None:
             limit = self._read(joint, table.current_limit, 2)
