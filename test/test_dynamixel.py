@@ -16,6 +16,7 @@ from rehab_robot.hardware.dynamixel import (
     FAMILIES,
     ControlTable,
     DynamixelArm,
+    check_latency_timer,
     decode_hardware_error,
     default_config_path,
     load_config,
@@ -230,3 +231,19 @@ def test_write_refuses_nan_and_wrong_size_before_touching_the_bus():
         arm.write(JointCommand(np.array([0, 0, np.nan, 0]), np.zeros(4), np.zeros(4)))
     with pytest.raises(ValueError, match="4 elements"):
         arm.write(JointCommand(np.zeros(3), np.zeros(4), np.zeros(4)))
+
+
+def test_adapter_latency_timer_is_checked(tmp_path):
+    """A 16 ms FTDI latency timer with 1 ms configured is refused with the fix; a pty has none."""
+    sysfs = tmp_path / "usb-serial"
+    (sysfs / "ttyUSB7").mkdir(parents=True)
+    timer = sysfs / "ttyUSB7" / "latency_timer"
+    timer.write_text("16\n")
+    port = tmp_path / "by-id-link"
+    port.symlink_to(tmp_path / "ttyUSB7")  # udev names resolve to the tty
+    with pytest.raises(HardwareError) as info:
+        check_latency_timer(str(port), 0.001, sysfs)
+    assert "latency timer is 16 ms" in str(info.value) and f"echo 1 | sudo tee {timer}" in str(info.value)
+    timer.write_text("1\n")
+    assert check_latency_timer(str(port), 0.001, sysfs) == 0.001
+    assert check_latency_timer("/dev/pts/3", 0.001, sysfs) is None

@@ -401,6 +401,35 @@ def transaction_time(config: ArmConfig) -> float:
     return total
 
 
+#: Where Linux shows a USB serial adapter's latency timer [ms] (FTDI driver).
+USB_SERIAL_SYSFS = Path("/sys/bus/usb-serial/devices")
+
+
+def check_latency_timer(port: str, configured: float, sysfs: Path = USB_SERIAL_SYSFS) -> Optional[float]:
+    """Compare the adapter's latency timer with the configured one [s].
+
+    Returns the adapter's value [s], or None when the port has none (not a USB serial
+    adapter, e.g. a pseudo-terminal).
+
+    Raises:
+        HardwareError: if the adapter's timer is longer than configured: every status
+            packet would wait for it and the timeouts, set from the configuration,
+            would expire first.
+    """
+    device = os.path.basename(os.path.realpath(port))
+    try:
+        actual = int((sysfs / device / "latency_timer").read_text()) / 1000.0
+    except (OSError, ValueError):
+        return None
+    if actual > configured + 1e-9:
+        raise HardwareError(
+            f"serial port {port}: USB latency timer is {actual * 1e3:g} ms but the configuration "
+            f"says latency_timer {configured * 1e3:g} ms; set it with "
+            f"'echo {max(1, round(configured * 1e3))} | sudo tee {sysfs / device / 'latency_timer'}' "
+            "(a udev rule makes it permanent, see docs/hardware/dynamixel.md)")
+    return actual
+
+
 # -- SDK adapters --------------------------------------------------------------
 
 
@@ -662,6 +691,7 @@ class DynamixelArm(HardwareInterface):
         if not os.path.exists(name):
             raise HardwareError(f"serial port {name} does not exist (adapter unplugged? "
                                 "see docs/hardware/dynamixel.md)", device_lost=True)
+        check_latency_timer(name, self.config.latency_timer)
         port = _make_port(sdk, name, self.config.latency_timer, self.config.response_margin)
         try:
             if not port.setBaudRate(self.config.baudrate):
