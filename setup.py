@@ -17,9 +17,10 @@ setup(
         ("share/" + PACKAGE + "/urdf", glob("urdf/*.urdf")),
         ("share/" + PACKAGE + "/config/patients", glob("config/patients/*.yaml")),
         ("share/" + PACKAGE + "/config/protocols", glob("config/protocols/*.yaml")),
+        ("share/" + PACKAGE + "/config/hardware", glob("config/hardware/*.yaml")),
     ],
     python_requires=">=3.10",
-    install_requires=["setuptools", "numpy", "pin", "PyYAML", "jsonschema", "rosbags", "mcap"],
+    install_requires=["setuptools", "numpy", "pin", "PyYAML", "jsonschema", "rosbags", "mcap", "pyserial", "dynamixel-sdk"],
     zip_safe=True,
     maintainer="rehab_robot maintainers",
     maintainer_email="maintainers@rehab-robot.invalid",
@@ -38,6 +39,7 @@ setup(
         "rehab_robot.hardware": [
             "sim = rehab_robot.hardware.sim:SimulatedArm",
             "sim_faults = rehab_robot.hardware.fault_injection:FaultInjectingArm",
+            "dynamixel = rehab_robot.hardware.dynamixel:DynamixelArm",
         ],
     },
 )
