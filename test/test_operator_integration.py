@@ -9,6 +9,7 @@ clinician would type them; the test client watches session/status for their effe
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import sys
 
@@ -126,3 +127,25 @@ def test_a_service_nobody_offers_is_one_clear_line(domain_id):
     assert len(lines) == 1, result.stderr
     assert "service /nowhere/session/pause not available within 1 s" in lines[0]
     assert f"ROS_DOMAIN_ID {domain_id}" in lines[0]
+
+
+def test_live_status_refreshes_and_ends_quietly_on_ctrl_c(domain_id):
+    """`rehab-robot status` redraws until Ctrl-C, then exits 0 without a traceback."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rehab_robot.launcher", "status", "--namespace", "/nowhere", "--rate", "10"],
+        env=localhost_env(domain_id), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        screens = 0
+        for line in process.stdout:
+            screens += line.startswith("rehab_robot status")
+            if screens == 3:
+                break
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert screens == 3, err
+    assert process.returncode == 0, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
