@@ -340,8 +340,11 @@ def call_service(command: str, namespace: str, domain: int, timeout: float, out:
             err.write(f"{PROG}: service {service} did not answer within {timeout:g} s: {_unavailable_hint(domain, namespace)}\n")
             return EXIT_UNAVAILABLE
         response = future.result()
-    out.write(f"{service}: {'success' if response.success else 'REFUSED'}: {response.message}\n")
-    out.flush()
+    try:
+        out.write(f"{service}: {'success' if response.success else 'REFUSED'}: {response.message}\n")
+        out.flush()
+    except BrokenPipeError:
+        _reader_gone()  # the answer still decides the exit status
     return EXIT_OK if response.success else EXIT_REFUSED
 
 
@@ -454,6 +457,13 @@ def show_status(namespace: str, domain: int, timeout: float, once: bool, rate: f
 # --------------------------------------------------------------------------- subcommands
 
 
+def _reader_gone() -> None:
+    """Send the rest of stdout nowhere: its reader went away (``| head``), which ends the command, not an error."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
 def cmd_service(args: argparse.Namespace) -> int:
     """``rehab-robot estop|reset|pause|resume|stop``."""
     domain = resolve_domain(args.domain, os.environ)
@@ -473,6 +483,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         return show_status(args.namespace, domain, timeout, args.once, rate, sys.stdout, sys.stderr)
     except KeyboardInterrupt:
         return 0  # the way to leave the live view
+    except BrokenPipeError:
+        _reader_gone()
+        return 0
 
 
 def _connection_options(parser: argparse.ArgumentParser) -> None:
