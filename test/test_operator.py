@@ -133,8 +133,10 @@ def test_domain_comes_from_the_option_then_the_environment_then_zero():
 
 def test_dds_is_kept_on_localhost(monkeypatch):
     """Before rclpy starts, discovery is confined to this machine and the domain is set."""
+    # setenv first: monkeypatch then restores these keys, which keep_dds_local writes, after the test.
+    for key in ("ROS_DOMAIN_ID", "ROS_LOCALHOST_ONLY", "RMW_IMPLEMENTATION"):
+        monkeypatch.setenv(key, "")
     monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "SUBNET")
-    monkeypatch.delenv("ROS_DOMAIN_ID", raising=False)
     monkeypatch.setenv("ROS_DISTRO", "humble")  # an older distro also needs ROS_LOCALHOST_ONLY
     operator.keep_dds_local(17)
     import os
@@ -142,6 +144,19 @@ def test_dds_is_kept_on_localhost(monkeypatch):
     assert os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST"
     assert os.environ["ROS_LOCALHOST_ONLY"] == "1"
     assert os.environ["ROS_DOMAIN_ID"] == "17"
+
+
+def test_jazzy_is_not_given_the_deprecated_localhost_only(monkeypatch):
+    """On Jazzy ROS_LOCALHOST_ONLY would make rcl warn on every command: the discovery range suffices."""
+    for key in ("ROS_DOMAIN_ID", "RMW_IMPLEMENTATION", "ROS_AUTOMATIC_DISCOVERY_RANGE"):
+        monkeypatch.setenv(key, "")
+    monkeypatch.delenv("ROS_LOCALHOST_ONLY", raising=False)
+    monkeypatch.setenv("ROS_DISTRO", "jazzy")
+    operator.keep_dds_local(18)
+    import os
+
+    assert os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST"
+    assert "ROS_LOCALHOST_ONLY" not in os.environ
 
 
 @pytest.mark.parametrize("argv, message", [
