@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 from diagnostic_msgs.msg import DiagnosticStatus
@@ -75,7 +76,10 @@ def test_operator_commands_drive_the_session(start_node, ros_client, tmp_path, d
     assert (paused.returncode, paused.stdout) == (0, "/session/pause: success: session paused\n"), paused.stderr
     wait_for(lambda: status.get("state") == "paused", 5, "the session to pause", nodes)
     assert status["last_event"] == "paused by the clinician"
-    frozen = float(status["remaining_s"])
+    frozen = status["remaining_s"]
+    time.sleep(0.5)
+    assert status["remaining_s"] == frozen, "the remaining time waits while the session is paused"
+    assert status["state"] == "paused"
 
     resumed = run("resume")
     assert (resumed.returncode, resumed.stdout) == (0, "/session/resume: success: session resumed\n")
@@ -103,14 +107,21 @@ def test_operator_commands_drive_the_session(start_node, ros_client, tmp_path, d
     assert refused.stdout.startswith("/session/resume: REFUSED: cannot resume: the safety supervisor")
 
     reset = run("reset")
-    assert reset.returncode == 0 and reset.stdout.startswith("/safety/reset: success:"), reset.stdout
+    for _ in range(5):
+        # A busy machine can delay the controller's commands past the supervisor's 100 ms: a transient
+        # cause that keeps the latch; the operator retries, as at the arm.
+        if reset.returncode != 1 or "stale" not in reset.stdout:
+            break
+        time.sleep(0.5)
+        reset = run("reset")
+    assert reset.returncode == 0 and reset.stdout.startswith("/safety/reset: success: stop cleared"), reset.stdout
 
     stopped = run("stop")
     assert (stopped.returncode, stopped.stdout) == (0, "/session/stop: success: session stopped\n")
     wait_for(lambda: status.get("state") == "stopped", 5, "the session to stop", nodes)
     assert status["last_event"] == "session stopped: stopped by the clinician"
     assert float(status["remaining_s"]) == 0.0
-    assert 0.0 < frozen, "time remained while paused"
+    assert float(frozen) > 0.0, "time remained while paused"
     assert float(status["elapsed_s"]) > 0.0
     assert int(status["repetition"]) == int(status["repetitions_completed"])
 
