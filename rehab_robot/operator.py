@@ -387,6 +387,10 @@ class StatusCollector:
             self._stamp[topic] = time.monotonic()
         return keep
 
+    def silent(self) -> list[str]:
+        """Return the topics that gave no message yet (cheap: nothing is decoded)."""
+        return [topic for topic in STATUS_TOPICS if topic not in self._stamp]
+
     def snapshot(self) -> dict[str, Any]:
         """Return the state snapshot for :func:`render_status` now."""
         from rclpy.serialization import deserialize_message
@@ -429,7 +433,7 @@ def show_status(namespace: str, domain: int, timeout: float, once: bool, rate: f
         collector = StatusCollector(ros.node, domain)
         if once:
             deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline and missing_topics(collector.snapshot()):
+            while time.monotonic() < deadline and collector.silent():
                 ros.executor.spin_once(timeout_sec=0.05)
             # One more moment of spinning: every reading on the screen is fresh.
             end = time.monotonic() + 0.1
