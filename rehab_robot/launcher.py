@@ -14,6 +14,8 @@ Subcommands::
     rehab-robot repair-bag PATH
     rehab-robot graph
     rehab-robot emulate DEVICE [options]   (an emulated device: rehab_robot.emulators.DEVICE)
+    rehab-robot estop|reset|pause|resume|stop [--namespace NS] [--domain N] [--timeout S]
+    rehab-robot status [--once] [--namespace NS] [--domain N] [--timeout S] [--rate HZ]
 
 User errors (bad argument, invalid file, unknown backend) print one line
 ``rehab-robot: error: ...`` and exit with status 2, without a traceback.
@@ -37,6 +39,7 @@ from typing import Any, Mapping, Optional, Sequence, TextIO
 
 
 from rehab_robot import graph
+from rehab_robot import operator as operator_cli
 from rehab_robot.errors import ConfigError, RehabRobotError
 from rehab_robot.hardware.registry import available_backends, backend_class, backend_options
 from rehab_robot.model import ArmModel
@@ -856,6 +859,9 @@ def build_parser() -> argparse.ArgumentParser:
     emulate.add_argument("device", help="the device to emulate (rehab_robot.emulators.DEVICE)")
     emulate.add_argument("options", nargs=argparse.REMAINDER, help="the emulator's own options (DEVICE --help)")
     emulate.set_defaults(func=cmd_emulate)
+
+    # The operator's commands (a second terminal, a running graph): rehab_robot.operator.
+    operator_cli.add_subcommands(sub)
     return parser
 
 

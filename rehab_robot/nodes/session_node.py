@@ -358,12 +358,23 @@ class SessionManagerNode(GracefulNode):
         state = self.runner.state
         level = {SessionState.ABORTED: ERROR, SessionState.PAUSED: WARN}.get(state, OK)
         message = self.runner.pause_reason or self.runner.end_reason or self.runner.current_step
+        now = time.monotonic()
+        target = self.runner.current_target()
+        events = self.runner.events
+        # Every key is documented in docs/operator.md ("session/status"); numbers in SI units.
         values = {
             "state": state.value,
             "step": self.runner.current_step,
+            "repetition": self.runner.current_repetition(),
             "repetitions_completed": self.runner.repetitions_completed,
             "repetitions_planned": self.protocol.repetitions,
             "progress": f"{self.runner.progress():.3f}",
+            "elapsed_s": f"{self.runner.elapsed_time(now):.1f}",
+            "remaining_s": f"{self.runner.remaining_time(now):.1f}",
+            "joint": self.protocol.joint,
+            "target_rad": "" if target is None else f"{target:.4f}",
+            "last_event": events[-1]["event"] if events else "",
+            "last_event_time_s": f"{events[-1]['time']:.3f}" if events else "",
             "patient_id": self.patient.patient_id,
             "protocol": self.protocol.name,
             "report": str(self.report_path or ""),

@@ -325,6 +325,52 @@ class SessionRunner:
             return 1.0
         return self.step_index / len(self.steps)
 
+    def current_repetition(self) -> int:
+        """Number (1..N) of the repetition under way, as in the step's label; 0 before the first one.
+
+        Once the session has ended: the number of repetitions completed.
+        """
+        if self.state not in (SessionState.RUNNING, SessionState.PAUSED):
+            return self.repetitions_completed
+        # Each repetition opens with its move out (the approach, step 0, is not one).
+        return sum(1 for s in self.steps[1:self.step_index + 1] if s.moves and not s.completes_repetition)
+
+    def current_target(self) -> Optional[float]:
+        """Target position [rad] of the exercised joint in the step under way (a hold: where it holds).
+
+        None before the start; once ended, the last target reached (None if none was).
+        """
+        if self.state in (SessionState.RUNNING, SessionState.PAUSED):
+            return self.steps[self.step_index].target
+        return self._last_target
+
+    def elapsed_time(self, now: float) -> float:
+        """Time [s] since the start at clock time ``now`` [s], pauses included; 0 before the start."""
+        if self._started_at is None:
+            return 0.0
+        end = self._ended_at if self._ended_at is not None else now
+        return max(end - self._started_at, 0.0)
+
+    def remaining_time(self, now: float) -> float:
+        """Estimated time [s] to the end of the exercise at clock time ``now`` [s], from the planned steps.
+
+        The rest of the step under way plus the planned durations of the steps after it;
+        a pause freezes the estimate (no pause time is predicted). Before the start the
+        whole plan, once ended 0.
+        """
+        if self.state.finished:
+            return 0.0
+        if self.state is SessionState.IDLE:
+            return sum(step.duration for step in self.steps)
+        step = self.steps[self.step_index]
+        if self.state is SessionState.PAUSED and not step.moves:
+            current = self._hold_remaining
+        else:
+            # A paused move restarts from where the arm stopped at the protocol's pace: about what was left.
+            clock = self._paused_since if self.state is SessionState.PAUSED else now
+            current = max(self._step_duration - (clock - self._step_started), 0.0)
+        return current + sum(s.duration for s in self.steps[self.step_index + 1:])
+
     def outcome(self) -> SessionOutcome:
         """Return how the session ended (call once it has finished)."""
         duration = 0.0
