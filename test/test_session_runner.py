@@ -236,3 +236,14 @@ def test_clinician_pause_never_resumes_by_itself():
     t = run_until(arm, t, t + 0.2, permitted=False)
     run_until(arm, t, t + 5.0)
     assert runner.state is SessionState.PAUSED
+
+
+def test_pausing_a_session_the_clinician_already_paused_changes_nothing():
+    """A second pause answers 'already paused' and neither nests the reason nor adds an event."""
+    runner, arm = started_session()
+    t = run_until(arm, 0.0, 1.2)
+    assert runner.pause(t, arm.position.copy())[0]
+    reason, events = runner.pause_reason, len(runner.events)
+    ok, message = runner.pause(t + 0.5, arm.position.copy())
+    assert ok and "already paused" in message
+    assert runner.pause_reason == reason and len(runner.events) == events

@@ -177,6 +177,8 @@ class SessionRunner:
         """
         if self.state is SessionState.PAUSED:
             was = self.pause_reason
+            if self._interrupted_at is None and was.startswith(reason):
+                return True, f"session already paused ({was}); it waits for session/resume"
             self._interrupted_at = None
             self.pause_reason = f"{reason} (while paused: {was})"
             self._event(now, self.pause_reason)
