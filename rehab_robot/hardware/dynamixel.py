@@ -581,16 +581,8 @@ class DynamixelArm(HardwareInterface):
             ValueError: if a field has the wrong length or holds NaN/inf.
             HardwareError: if the port is lost (``device_lost``).
         """
+        fields = command.checked_fields(self.joint_names)
         n = len(self.joints)
-        fields = []
-        for name in ("position", "velocity", "effort"):
-            value = np.asarray(getattr(command, name), dtype=float)
-            if value.shape != (n,):
-                raise ValueError(f"command.{name} must have {n} elements "
-                                 f"({', '.join(self.joint_names)}), got shape {value.shape}")
-            if not np.isfinite(value).all():
-                raise ValueError(f"command.{name} holds NaN or inf: {value.tolist()}")
-            fields.append(value)
         with self._lock:
             if not self._enabled:
                 return

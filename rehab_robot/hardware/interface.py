@@ -76,6 +76,25 @@ class JointCommand:
     velocity: np.ndarray
     effort: np.ndarray
 
+    def checked_fields(self, joint_names) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Return position [rad], velocity [rad/s] and effort [N·m] as float arrays.
+
+        Raises:
+            ValueError: naming the field, if one does not have one value per joint of
+                ``joint_names`` or holds NaN/inf.
+        """
+        n = len(joint_names)
+        fields = []
+        for name in ("position", "velocity", "effort"):
+            value = np.asarray(getattr(self, name), dtype=float)
+            if value.shape != (n,):
+                raise ValueError(f"command.{name} must have {n} elements "
+                                 f"({', '.join(joint_names)}), got shape {value.shape}")
+            if not np.isfinite(value).all():
+                raise ValueError(f"command.{name} holds NaN or inf: {value.tolist()}")
+            fields.append(value)
+        return fields[0], fields[1], fields[2]
+
     def is_finite(self) -> bool:
         """Return True when no field holds NaN or inf."""
         return bool(

@@ -267,17 +267,7 @@ class SimulatedArm(HardwareInterface):
         Raises:
             ValueError: if a field has the wrong length or holds NaN/inf.
         """
-        fields = []
-        for name in ("position", "velocity", "effort"):
-            value = np.asarray(getattr(command, name), dtype=float)
-            if value.shape != (len(self.joint_names),):
-                raise ValueError(
-                    f"command.{name} must have {len(self.joint_names)} elements "
-                    f"({', '.join(self.joint_names)}), got shape {value.shape}"
-                )
-            if not np.isfinite(value).all():
-                raise ValueError(f"command.{name} holds NaN or inf: {value.tolist()}")
-            fields.append(value)
+        fields = command.checked_fields(self.joint_names)
         with self._lock:
             if not self._enabled:
                 return
