@@ -23,6 +23,7 @@ import datetime
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -161,12 +162,17 @@ def main() -> int:
     parser.add_argument("--repetitions", type=int, default=6)
     parser.add_argument("--verbose", action="store_true", help="print the graph's warnings")
     parser.add_argument("--no-load", action="store_true", help="no CPU-bound neighbour (a quiet machine)")
+    parser.add_argument("--keep", metavar="DIR", help="copy the session folder of a trial with a stop to DIR")
     args = parser.parse_args()
     print(f"load: {'none' if args.no_load else '1 CPU-bound process, normal priority'}; "
           f"{args.clients} client processes joining during the session")
     for trial in range(args.trials):
         with tempfile.TemporaryDirectory() as tmp:
             result = run_trial(args, Path(tmp), trial)
+            if args.keep and result.get("quick_stops"):
+                kept = Path(args.keep) / f"trial-{trial}"
+                shutil.copytree(tmp, kept, dirs_exist_ok=True)
+                print(f"trial {trial}: session folder kept in {kept}")
         if "error" in result:
             print(f"trial {trial}: {result['error']}")
             continue
@@ -176,7 +182,7 @@ def main() -> int:
               "(%.1f s after the first sample, %.1f s before the last)" % result.get("max_gap_at", (0, 0)))
         for name in LOOP_NODES:
             values = result.get("loops", {}).get(name, {})
-            loop = ", ".join(f"{k} {values[k]}" for k in sorted(values) if re.match(r"(period|overrun|cycle|states_|longest)", k))
+            loop = ", ".join(f"{k} {values[k]}" for k in sorted(values) if re.match(r"(period|overrun|cycle|states_|wrench_|longest)", k))
             print(f"  {name} loop: {loop or 'no loop statistics in /diagnostics'}")
         for event in result["interruptions"]:
             print(f"  event: {event}")

@@ -80,12 +80,15 @@ class TopicSpec:
         name: Topic name, relative to the node namespace.
         type: Message type, e.g. ``sensor_msgs/msg/JointState``.
         description: Content, with units.
-        streaming: High-rate state where only the newest sample matters: published
-            best effort, so a lost sample is a gap, never a stall while the reliable
-            protocol repairs it. The rest is reliable.
+        streaming: High-rate state where only the newest sample matters: our own
+            subscribers take it best effort, so a lost sample is a gap, never a stall
+            while the reliable protocol repairs it. Published reliable, like the rest.
         keep_last_for_late_joiners: The last message is kept for subscribers that
             match after it was sent (transient local), so a command is not lost to
             discovery still under way; its receivers check its stamp for staleness.
+        depth: History depth of a non-streaming topic: 1 for a command where only the
+            last one counts, more for events, where two sent in a row (a stop, then
+            permission again) must both arrive.
     """
 
     name: str
@@ -93,6 +96,7 @@ class TopicSpec:
     description: str
     streaming: bool = False
     keep_last_for_late_joiners: bool = False
+    depth: int = 10
 
 
 @functools.lru_cache(maxsize=1)
@@ -131,7 +135,7 @@ RECORDED_TOPICS: tuple[TopicSpec, ...] = (
               "drive setpoints: position [rad], velocity [rad/s], feed-forward effort [N·m]", streaming=True),
     TopicSpec("joint_trajectory", "trajectory_msgs/msg/JointTrajectory",
               "trajectory sent by the session manager to the controller; header.stamp = start time",
-              keep_last_for_late_joiners=True),
+              keep_last_for_late_joiners=True, depth=1),
     TopicSpec("safety/heartbeat", "std_msgs/msg/Bool", "True while motion is permitted", streaming=True),
     TopicSpec("session/status", "diagnostic_msgs/msg/DiagnosticStatus", "session state and progress"),
     TopicSpec("session/events", "diagnostic_msgs/msg/DiagnosticStatus",

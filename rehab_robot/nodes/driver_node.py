@@ -229,6 +229,7 @@ class HardwareDriverNode(GracefulNode):
             "states_published": self.state_out.published,
             "states_skipped": self.state_out.skipped,
             "states_longest_write_ms": f"{self.state_out.longest_write * 1e3:.1f}",
+            "wrench_longest_write_ms": f"{self.wrench_out.longest_write * 1e3:.1f}",
             "gil_free_publishing": self.state_out.gil_free,
             "at_rest": self.driver.last_sample.at_rest if self.driver.last_sample else "unknown",
             **timing.as_values(),

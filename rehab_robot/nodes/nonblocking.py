@@ -14,6 +14,7 @@ and a slow write costs at most skipped samples, never a late cycle.
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import threading
 import time
@@ -100,16 +101,20 @@ class LatestValuePublisher:
     """A thread that publishes the newest message offered to it.
 
     :meth:`offer` never blocks: it replaces the pending message and wakes the thread.
-    Messages offered while a write is under way are skipped except the newest.
+    Messages offered while a write is under way are skipped except the newest, which
+    suits a stream (states, commands, heartbeats). For events, where every message
+    counts (a status that says why motion stopped), give ``keep`` > 1: up to that many
+    pending messages are kept in order, and only beyond it are the oldest skipped.
 
     Args:
         publisher: An rclpy publisher.
         name: Thread name, for ``top -H`` and debuggers.
+        keep: Pending messages kept (1: the newest only).
     """
 
-    def __init__(self, publisher, name: str) -> None:
+    def __init__(self, publisher, name: str, keep: int = 1) -> None:
         self._publisher = GilFreePublisher(publisher)
-        self._pending: Optional[Any] = None
+        self._pending: collections.deque = collections.deque(maxlen=keep)
         self._wake = threading.Condition()
         self._stopped = False
         self.published = 0
@@ -128,19 +133,19 @@ class LatestValuePublisher:
     def offer(self, msg: Any) -> None:
         """Hand ``msg`` over for publication (it must not be modified afterwards)."""
         with self._wake:
-            if self._pending is not None:
+            if len(self._pending) == self._pending.maxlen:
                 self.skipped += 1
-            self._pending = msg
+            self._pending.append(msg)
             self._wake.notify()
 
     def _run(self) -> None:
         while True:
             with self._wake:
-                while self._pending is None and not self._stopped:
+                while not self._pending and not self._stopped:
                     self._wake.wait()
-                if self._pending is None:
+                if not self._pending:
                     return
-                msg, self._pending = self._pending, None
+                msg = self._pending.popleft()
             started = time.monotonic()
             try:
                 self._publisher.publish(msg)

@@ -48,6 +48,10 @@ PARAMETERS = (
 )
 
 
+#: Statuses queued for publication: every change of verdict is sent, none coalesced.
+STATUS_QUEUE = 20
+
+
 class SafetySupervisorNode(GracefulNode):
     """The safety supervisor node (see module docstring)."""
 
@@ -90,7 +94,8 @@ class SafetySupervisorNode(GracefulNode):
         self.heartbeat_out = LatestValuePublisher(
             self.create_publisher(Bool, "safety/heartbeat", topic_qos("safety/heartbeat")), "pub_heartbeat")
         self.status_out = LatestValuePublisher(
-            self.create_publisher(DiagnosticStatus, "safety/status", topic_qos("safety/status")), "pub_safety")
+            self.create_publisher(DiagnosticStatus, "safety/status", topic_qos("safety/status")), "pub_safety",
+            keep=STATUS_QUEUE)
         self.create_subscription(JointState, "joint_states", self.on_joint_state, subscriber_qos("joint_states"))
         self.create_subscription(WrenchStamped, "ft_sensor/wrench", self.on_wrench, subscriber_qos("ft_sensor/wrench"))
         self.create_subscription(JointState, "joint_commands", self.on_command, subscriber_qos("joint_commands"))
