@@ -182,7 +182,7 @@ def main() -> int:
               "(%.1f s after the first sample, %.1f s before the last)" % result.get("max_gap_at", (0, 0)))
         for name in LOOP_NODES:
             values = result.get("loops", {}).get(name, {})
-            loop = ", ".join(f"{k} {values[k]}" for k in sorted(values) if re.match(r"(period|overrun|cycle|states_|wrench_|longest)", k))
+            loop = ", ".join(f"{k} {values[k]}" for k in sorted(values) if re.match(r"(period|overrun|cycle|states_|wrench_|heartbeat_|commands_|longest)", k))
             print(f"  {name} loop: {loop or 'no loop statistics in /diagnostics'}")
         for event in result["interruptions"]:
             print(f"  event: {event}")

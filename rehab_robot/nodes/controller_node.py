@@ -223,7 +223,9 @@ class MotionControllerNode(GracefulNode):
     def report(self):
         """Diagnostics: tracking state, the last refusal and the command loop's timing."""
         values = {"tracking": self.trajectory is not None, "last_error": self.last_error,
-                  "late_trajectories": self.late_trajectories, **self.loop.stats.timing().as_values()}
+                  "late_trajectories": self.late_trajectories,
+                  "commands_longest_write_ms": f"{self.command_out.longest_write * 1e3:.1f}",
+                  **self.loop.stats.timing().as_values()}
         if self.measured is None:
             return WARN, "waiting for joint_states", values
         if self.last_error:

@@ -233,6 +233,7 @@ class SafetySupervisorNode(GracefulNode):
         with self._lock:
             permitted, latched = self.latch.motion_permitted(now), self.latch.latched
             values = {"latched": latched, "causes": "; ".join(self.latch.causes), "reset_requests": self.reset_requests,
+                      "heartbeat_longest_write_ms": f"{self.heartbeat_out.longest_write * 1e3:.1f}",
                       **self.loop.stats.timing().as_values()}
             text = self.latch.describe(now)
         if permitted:
