@@ -73,9 +73,11 @@ def test_operator_commands_drive_the_session(start_node, ros_client, tmp_path, d
         return result
 
     paused = run("pause")
-    assert (paused.returncode, paused.stdout) == (0, "/session/pause: success: session paused\n"), paused.stderr
+    # On a busy machine an automatic interruption may have paused the session a moment
+    # before: the pause then makes it the clinician's ("... it was already paused ...").
+    assert paused.returncode == 0 and paused.stdout.startswith("/session/pause: success: session"), paused.stdout
     wait_for(lambda: status.get("state") == "paused", 5, "the session to pause", nodes)
-    assert status["last_event"] == "paused by the clinician"
+    assert status["last_event"].startswith("paused by the clinician")
     frozen = status["remaining_s"]
     time.sleep(0.5)
     assert status["remaining_s"] == frozen, "the remaining time waits while the session is paused"
