@@ -190,16 +190,21 @@ class SessionManagerNode(GracefulNode):
     def stop_cause(self) -> str:
         """Return why motion stopped, or "" while the cause has not arrived.
 
-        A heartbeat gap, or a stop reported by the driver, is its own cause. Otherwise the cause is the supervisor's
-        safety/status, which travels on its own topic and may arrive just after the
-        heartbeat that stopped motion: a status older than the last heartbeat that
-        permitted motion belongs to an earlier stop.
+        The supervisor's safety/status says it best (which rule, which signal and how
+        old). It travels on its own topic and may arrive just after the heartbeat that
+        stopped motion; a status older than the last heartbeat that permitted motion
+        belongs to an earlier stop. Without one, a heartbeat gap or a stop the driver
+        reported for a reason of its own is the cause.
         """
-        interruption = self.heartbeat.interruption
-        if interruption.startswith(("safety heartbeat lost", "drives stopped")):
-            return interruption
         stamp, cause = self._stop_cause
-        return cause if stamp >= self.heartbeat.last_permitted_at - CAUSE_SLACK else ""
+        if cause and stamp >= self.heartbeat.last_permitted_at - CAUSE_SLACK:
+            return cause
+        interruption = self.heartbeat.interruption
+        if interruption.startswith("safety heartbeat lost") or (
+            interruption.startswith("drives stopped") and not interruption.endswith("safety supervisor stop")
+        ):
+            return interruption
+        return ""
 
     def not_ready_reason(self) -> str:
         """Return why the exercise cannot move the arm now, or "" when it can."""
