@@ -49,7 +49,8 @@ from launch.actions import (
 from launch.event_handlers import OnProcessExit
 from launch.events import matches_action
 from launch.events.process import SignalProcess
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch.conditions import IfCondition
+from launch.substitutions import EqualsSubstitution, LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 
@@ -81,7 +82,14 @@ def parameter_value(value, argument_types):
     if isinstance(value, graph.PathJoin):
         parts = [LaunchConfiguration(p.name) if isinstance(p, graph.Arg) else p for p in value.parts]
         return ParameterValue(PathJoinSubstitution(parts), value_type=str)
+    if isinstance(value, graph.ArgEquals):
+        return ParameterValue(argument_equals(value), value_type=bool)
     return value
+
+
+def argument_equals(condition):
+    """Return the substitution that is "true" when a launch argument has the given value."""
+    return EqualsSubstitution(LaunchConfiguration(condition.name), condition.value)
 
 
 class SessionRecord:
@@ -114,6 +122,10 @@ class SessionRecord:
         """Validate the arguments and files and create the session folder, before any node."""
         texts = {a.name: LaunchConfiguration(a.name).perform(context) for a in graph.launch_arguments()}
         self.plan = launcher.plan_session(texts)  # raises a one-line RehabRobotError for user errors
+        # Only the nodes these arguments start take part in the ordered stop and the record.
+        active = {spec.name for spec in graph.active_nodes(texts)}
+        self.specs = [spec for spec in self.specs if spec.name in active]
+        self.node_names = active
         self.plan.create_folder()
         return [LogInfo(msg=f"rehab_robot: session folder {self.plan.session_dir.resolve()}")]
 
@@ -188,6 +200,7 @@ def generate_launch_description():
             output="screen",
             sigterm_timeout=SIGTERM_TIMEOUT,
             sigkill_timeout=SIGKILL_TIMEOUT,
+            condition=None if spec.only_if is None else IfCondition(argument_equals(spec.only_if)),
         )
         actions.append(node)
         record.node_actions[spec.name] = node

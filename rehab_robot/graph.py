@@ -37,7 +37,15 @@ class PathJoin:
     parts: tuple[Union[str, Arg], ...]
 
 
-ParameterValue = Union[str, int, float, bool, list, Arg, PathJoin]
+@dataclass(frozen=True)
+class ArgEquals:
+    """True when the launch argument ``name`` is ``value`` (a bool parameter)."""
+
+    name: str
+    value: str
+
+
+ParameterValue = Union[str, int, float, bool, list, Arg, PathJoin, ArgEquals]
 
 
 @dataclass(frozen=True)
@@ -48,6 +56,7 @@ class LaunchArgument:
     default: str
     description: str
     type: type = str
+    choices: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -63,6 +72,8 @@ class NodeSpec:
             the recorder last (so the bag holds the stop).
         ends_graph: when this node exits with status 0, the whole graph shuts down
             normally (the session manager, once its session has ended).
+        only_if: the node is part of the graph only when this launch argument has this
+            value (e.g. the F/T sensor driver with ``ft_sensor:=netft``); None: always.
     """
 
     name: str
@@ -70,6 +81,7 @@ class NodeSpec:
     parameters: Mapping[str, ParameterValue] = field(default_factory=dict)
     stop_rank: int = 0
     ends_graph: bool = False
+    only_if: Optional[ArgEquals] = None
 
 
 @dataclass(frozen=True)
@@ -122,6 +134,10 @@ def launch_arguments() -> list[LaunchArgument]:
         LaunchArgument("exit_when_done", "true", "shut the graph down when the session ends", bool),
         LaunchArgument("pause_timeout", "300.0", "abort a session paused longer than this [s]", float),
         LaunchArgument("loop_rate", "500.0", "driver loop and joint_states rate [Hz]", float),
+        LaunchArgument("ft_sensor", "none", "cuff force/torque source: none (the hardware backend's "
+                       "reading) or netft (the ATI Net F/T driver node, docs/hardware/netft.md)",
+                       choices=("none", "netft")),
+        LaunchArgument("ft_sensor_address", "192.168.1.1", "IP address of the Net F/T (ft_sensor:=netft)"),
     ]
 
 
@@ -167,8 +183,18 @@ def nodes() -> list[NodeSpec]:
                 "hardware_options": Arg("hardware_options"),
                 "robot_description": urdf,
                 "loop_rate": Arg("loop_rate"),
+                # A separate F/T sensor driver publishes ft_sensor/wrench instead.
+                "publish_wrench": ArgEquals("ft_sensor", "none"),
             },
             stop_rank=1,
+        ),
+        NodeSpec(
+            name="ft_sensor_driver",
+            executable="ft_sensor_driver",
+            parameters={"sensor_address": Arg("ft_sensor_address"), "robot_description": urdf},
+            # Stops with the supervisor: wrenches flow (and are recorded) until the arm is at rest.
+            stop_rank=3,
+            only_if=ArgEquals("ft_sensor", "netft"),
         ),
         NodeSpec(
             name="safety_supervisor",
@@ -225,6 +251,9 @@ def convert_argument(argument: LaunchArgument, text: str) -> Union[str, float, b
         if lowered in ("true", "false"):
             return lowered == "true"
         raise ConfigError(f"launch argument {argument.name}:={text!r}: allowed values are true, false")
+    if argument.choices and text not in argument.choices:
+        raise ConfigError(f"launch argument {argument.name}:={text!r}: allowed values are "
+                          f"{', '.join(argument.choices)}")
     if argument.type is float:
         try:
             number = float(text)
@@ -242,7 +271,18 @@ def resolve(value: ParameterValue, arguments: Mapping[str, object]) -> Parameter
         return arguments[value.name]
     if isinstance(value, PathJoin):
         return os.path.join(*(str(resolve(part, arguments)) for part in value.parts))
+    if isinstance(value, ArgEquals):
+        return str(arguments[value.name]) == value.value
     return value
+
+
+def active_nodes(arguments: Mapping[str, str]) -> list[NodeSpec]:
+    """Return the nodes of the graph for the launch argument texts ``arguments``
+    (missing ones take their default): those without ``only_if``, and those whose
+    condition holds."""
+    defaults = {a.name: a.default for a in launch_arguments()}
+    texts = {**defaults, **arguments}
+    return [spec for spec in nodes() if spec.only_if is None or texts[spec.only_if.name] == spec.only_if.value]
 
 
 def node_parameters(node: NodeSpec, arguments: Mapping[str, str]) -> dict[str, object]:

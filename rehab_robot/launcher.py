@@ -525,7 +525,7 @@ def plan_session(user_arguments: Mapping[str, str]) -> SessionPlan:
     # Pin every default once, so that every node sees the same values.
     texts = {name: a.default for name, a in declared.items()}
     texts.update(user_arguments)
-    parameters = {spec.name: graph.node_parameters(spec, texts) for spec in graph.nodes()}
+    parameters = {spec.name: graph.node_parameters(spec, texts) for spec in graph.active_nodes(texts)}
     typed = {name: graph.convert_argument(declared[name], text) for name, text in texts.items()}
     check_hardware(typed["hardware"], typed["hardware_options"], typed["robot_description"])
     check_session_files(typed["patient"], typed["protocol"], typed["robot_description"])
@@ -616,7 +616,8 @@ def _parse_launch_tokens(tokens: Sequence[str], options: Mapping[str, Optional[s
 
 def _run_session(plan: SessionPlan, timeout: Optional[float]) -> int:
     """Start the planned session, supervise it, print where its results are."""
-    commands = {spec.name: node_command(spec.executable) for spec in graph.nodes()}
+    active = [spec for spec in graph.nodes() if spec.name in plan.parameters]
+    commands = {spec.name: node_command(spec.executable) for spec in active}
     domain_given = bool(os.environ.get("ROS_DOMAIN_ID"))
     env = localhost_env()
     domain = env["ROS_DOMAIN_ID"]
@@ -635,7 +636,7 @@ def _run_session(plan: SessionPlan, timeout: Optional[float]) -> int:
     params_dir = plan.session_dir / "params"
     params_dir.mkdir(exist_ok=True)
     specs = []
-    for spec in graph.nodes():
+    for spec in active:
         params_file = params_dir / f"{spec.name}.yaml"
         params_file.write_text(ros_params_yaml(plan.parameters[spec.name], spec.name), encoding="utf-8")
         command = commands[spec.name] + [
@@ -788,6 +789,8 @@ def _describe_value(value: Any) -> str:
         return f"$({value.name})"
     if isinstance(value, graph.PathJoin):
         return "/".join(part if isinstance(part, str) else _describe_value(part) for part in value.parts)
+    if isinstance(value, graph.ArgEquals):
+        return f"$({value.name}) == {value.value!r}"
     return repr(value)
 
 
@@ -800,6 +803,8 @@ def cmd_graph(args: argparse.Namespace) -> int:  # noqa: ARG001 - uniform signat
     print("\nnodes (stop order: lowest stop_rank first):")
     for spec in sorted(graph.nodes(), key=lambda s: s.stop_rank):
         flags = ", ends the graph on exit 0" if spec.ends_graph else ""
+        if spec.only_if is not None:
+            flags += f", only with {spec.only_if.name}:={spec.only_if.value}"
         print(f"  {spec.name} (executable {spec.executable}, stop_rank {spec.stop_rank}{flags})")
         for name, value in spec.parameters.items():
             print(f"      {name} = {_describe_value(value)}")

@@ -77,8 +77,10 @@ def stand_in_modules() -> dict[str, types.ModuleType]:
         "launch.events": module("launch.events", matches_action=MatchesAction),
         "launch.events.process": module("launch.events.process", **names(["SignalProcess"])),
         "launch.substitutions": module(
-            "launch.substitutions", LaunchConfiguration=LaunchConfiguration, PathJoinSubstitution=None
+            "launch.substitutions", LaunchConfiguration=LaunchConfiguration, PathJoinSubstitution=None,
+            EqualsSubstitution=None,
         ),
+        "launch.conditions": module("launch.conditions", **names(["IfCondition"])),
         "launch.event_handlers": module("launch.event_handlers", **names(["OnProcessExit"])),
         "launch_ros": module("launch_ros"),
         "launch_ros.actions": module("launch_ros.actions", **names(["Node"])),
@@ -141,6 +143,7 @@ def test_one_node_per_graph_node_with_typed_parameters(stubs):
     types_ = {a.name: a.type for a in graph.launch_arguments()}
     ParameterValue = stubs["launch_ros.parameter_descriptions"].ParameterValue
     PathJoinSubstitution = stubs["launch.substitutions"].PathJoinSubstitution
+    EqualsSubstitution = stubs["launch.substitutions"].EqualsSubstitution
     for name, spec in specs.items():
         node = by_name[name]
         assert node.kwargs["package"] == "rehab_robot"
@@ -162,8 +165,21 @@ def test_one_node_per_graph_node_with_typed_parameters(stubs):
                 assert [p.args[0] if isinstance(p, LaunchConfiguration) else p for p in parts] == [
                     p.name if isinstance(p, graph.Arg) else p for p in value.parts
                 ]
+            elif isinstance(value, graph.ArgEquals):
+                assert isinstance(given, ParameterValue) and given.kwargs["value_type"] is bool
+                assert isinstance(given.args[0], EqualsSubstitution)
+                configuration, expected = given.args[0].args
+                assert configuration.args == (value.name,) and expected == value.value
             else:
                 assert given == value
+        # A node that only some arguments start carries that condition.
+        condition = node.kwargs["condition"]
+        if spec.only_if is None:
+            assert condition is None
+        else:
+            assert isinstance(condition, stubs["launch.conditions"].IfCondition)
+            (equals,) = condition.args
+            assert equals.args[0].args == (spec.only_if.name,) and equals.args[1] == spec.only_if.value
     # Spot checks of the types that matter: '{}' stays a string, rates are floats.
     driver = by_name["hardware_driver"].kwargs["parameters"][0]
     assert driver["hardware_options"].kwargs["value_type"] is str

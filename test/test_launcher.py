@@ -229,6 +229,24 @@ def test_params_yaml_of_the_graph_nodes():
     assert driver["hardware_options"] == "{}" and driver["loop_rate"] == 250.0
 
 
+def test_ft_sensor_argument_adds_the_sensor_node_and_silences_the_drivers_wrench():
+    """ft_sensor:=netft starts ft_sensor_driver (with its address) and the driver stops
+    publishing the backend's wrench; the default keeps today's graph; a bad value is refused."""
+    names = [spec.name for spec in graph.active_nodes({})]
+    assert "ft_sensor_driver" not in names and "hardware_driver" in names
+    driver = next(s for s in graph.nodes() if s.name == "hardware_driver")
+    assert graph.node_parameters(driver, {})["publish_wrench"] is True
+
+    arguments = {"ft_sensor": "netft", "ft_sensor_address": "127.0.0.1"}
+    active = {spec.name: spec for spec in graph.active_nodes(arguments)}
+    assert "ft_sensor_driver" in active
+    assert graph.node_parameters(driver, arguments)["publish_wrench"] is False
+    assert graph.node_parameters(active["ft_sensor_driver"], arguments)["sensor_address"] == "127.0.0.1"
+
+    with pytest.raises(ConfigError, match=r"ft_sensor:='ati'.*allowed values are none, netft"):
+        graph.node_parameters(driver, {"ft_sensor": "ati"})
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.text())
 def test_params_yaml_round_trips_any_string(text):
