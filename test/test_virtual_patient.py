@@ -19,7 +19,7 @@ from rehab_robot.hardware.virtual_patient import (
     VirtualPatientConfig,
     load_virtual_patient,
 )
-from rehab_robot.model import ArmModel
+from test_sim import make_arm, robot  # noqa: F401 - robot is a fixture
 
 HOME = np.array([0.0, 0.1, 0.0, 0.3])
 ELBOW = 3
@@ -29,26 +29,6 @@ MASSLESS = {"upper_arm_mass": 0.0, "forearm_mass": 0.0, "stiffness": 0.0, "dampi
 SOFT_DRIVE = {"stiffness": 0.0, "damping": 0.0}
 LOWER = np.array([-0.6, -0.3, -1.2, 0.0])
 UPPER = np.array([2.6, 2.2, 1.2, 2.4])
-
-
-class FakeClock:
-    """A clock [s] the test moves by hand."""
-
-    def __init__(self, t: float = 0.0):
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-
-@pytest.fixture(scope="module")
-def robot() -> ArmModel:
-    return ArmModel.from_urdf()
-
-
-def make_arm(**options) -> tuple[SimulatedArm, FakeClock]:
-    clock = FakeClock()
-    return SimulatedArm(clock=clock, **options), clock
 
 
 def run(arm, clock, duration, command=None, period=0.002, every=None):

@@ -43,12 +43,6 @@ STREAMING_SUBSCRIBER_QOS = QoSProfile(
 )
 #: QoS of event topics (status, diagnostics): reliable.
 EVENT_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10)
-#: QoS of messages that must survive discovery (trajectories, status): reliable, kept for
-#: late joiners (the depth comes from the graph's TopicSpec).
-LATE_JOINER_QOS = QoSProfile(
-    reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=1,
-    durability=DurabilityPolicy.TRANSIENT_LOCAL,
-)
 
 
 def topic_qos(topic: str) -> QoSProfile:
@@ -57,8 +51,9 @@ def topic_qos(topic: str) -> QoSProfile:
     if spec is not None and spec.streaming:
         return STREAMING_QOS
     if spec is not None and spec.keep_last_for_late_joiners:
-        return QoSProfile(reliability=LATE_JOINER_QOS.reliability, history=LATE_JOINER_QOS.history,
-                          depth=spec.depth, durability=LATE_JOINER_QOS.durability)
+        # Messages that must survive discovery (trajectories, status): kept for late joiners.
+        return QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST,
+                          depth=spec.depth, durability=DurabilityPolicy.TRANSIENT_LOCAL)
     return EVENT_QOS
 
 

@@ -168,7 +168,9 @@ class SessionManagerNode(GracefulNode):
         force = (f.x, f.y, f.z)
         self._last_wrench = time.monotonic()
         self.cuff_force.add(self._last_wrench, force)
-        self.force_norm = self.cuff_force.active_force(force, self.sensor_rotation())
+        # Kinematics only once there is a resting load to carry along (after the tare).
+        rotation = self.sensor_rotation() if self.cuff_force.bias is not None else None
+        self.force_norm = self.cuff_force.active_force(force, rotation)
 
     def sensor_rotation(self) -> Optional[np.ndarray]:
         """Orientation (3x3) of ``ft_sensor_link`` in ``base_link`` at the measured position, if known."""
