@@ -96,12 +96,44 @@ def test_disengage_requires_a_new_matching_motion():
     assert not gate.decide(0.01, HERE).move
 
 
-def test_engaged_gate_follows_commands_that_move_away():
-    """Once engaged, commands are followed even as they lead the arm (tracking)."""
+def test_engaged_gate_follows_commands_that_lead_the_arm_within_tolerance():
+    """Once engaged, commands are followed as they lead the arm (tracking), up to the following tolerance."""
     gate = open_gate()
     assert gate.decide(0.0, HERE).move
-    gate.on_command(0.01, command(HERE + 0.2))
+    gate.on_command(0.01, command(HERE + 0.09))
     assert gate.decide(0.01, HERE).move
+
+
+def test_setpoint_jump_while_following_is_a_following_error():
+    """A setpoint that jumps away from the arm while following makes the drives hold.
+
+    Seen under load: a controller whose joint_states were delayed 250 ms held the arm at a
+    stale position, 0.155 rad behind it, and the drives slammed the elbow at their torque limit.
+    """
+    gate = MotionGate(following_tolerance=0.1, joint_names=["a", "b", "c", "elbow_flexion"])
+    gate.on_heartbeat(0.0, True)
+    gate.on_command(0.0, command())
+    assert gate.decide(0.0, HERE).move
+    gate.on_command(0.01, command(HERE - [0.0, 0.0, 0.0, 0.155], velocity=np.zeros(4)))
+    decision = gate.decide(0.01, HERE)
+    assert not decision.move
+    assert "following error: elbow_flexion" in decision.reason and "0.155 rad apart" in decision.reason
+    # The drives stay in hold until a motion starts from where the arm is.
+    gate.on_command(0.02, command(HERE - [0.0, 0.0, 0.0, 0.155]))
+    assert not gate.decide(0.02, HERE).move
+    gate.on_command(0.03, command(HERE))
+    assert gate.decide(0.03, HERE).move
+
+
+def test_following_error_counts_the_carried_forward_setpoint():
+    """A late command is carried along its velocity before the gap is measured (no false alarm)."""
+    gate = MotionGate(following_tolerance=0.1)
+    gate.on_heartbeat(0.0, True)
+    gate.on_command(0.0, command(HERE, velocity=[0.0, 0.0, 0.0, 1.0]))
+    assert gate.decide(0.0, HERE).move
+    gate.on_heartbeat(0.04, True)
+    arm = HERE + [0.0, 0.0, 0.0, 0.08]  # the arm moved on with the command, 80 ms later
+    assert gate.decide(0.08, arm).move
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])

@@ -33,6 +33,9 @@ from rehab_robot.nodes.nonblocking import LatestValuePublisher
 from rehab_robot.periodic import PeriodicLoop
 from rehab_robot.safety.gate import HeartbeatMonitor
 
+#: Age [s] up to which a measured position counts as where the arm is (a few driver cycles).
+FRESH_MEASUREMENT = 0.02
+
 PARAMETERS = (
     ParamSpec("robot_description", "", "URDF file of the arm (empty: the shipped arm)"),
     ParamSpec("rate", 100.0, "command rate [Hz]", "20 to 1000 Hz", lambda v: 20.0 <= v <= 1000.0),
@@ -66,6 +69,7 @@ class MotionControllerNode(GracefulNode):
         self.start_tolerance = p["start_tolerance"]
         self.max_trajectory_age = p["max_trajectory_age"]
         self.measured: Optional[np.ndarray] = None
+        self.measured_at = -float("inf")
         self.setpoint: Optional[np.ndarray] = None
         self.trajectory: Optional[SampledTrajectory] = None
         self.trajectory_joints: list[int] = []
@@ -98,7 +102,7 @@ class MotionControllerNode(GracefulNode):
             return
         if np.all(np.isfinite(position)):
             with self._lock:
-                self.measured = position
+                self.measured, self.measured_at = position, time.monotonic()
 
     def on_trajectory(self, msg: JointTrajectory) -> None:
         """Start tracking a trajectory, or refuse it with a logged reason."""
@@ -204,8 +208,12 @@ class MotionControllerNode(GracefulNode):
         interrupted = self.heartbeat.take_interruption()
         if self.setpoint is None or interrupted or not self.heartbeat.permits(now):
             # Follow the arm while motion is not permitted: no stale plan survives a stop.
+            # Only a fresh measurement is followed: a delayed one lies behind a moving arm,
+            # and a setpoint put there would yank it back. Until one is fresh, hold the
+            # last setpoint (where the arm was going), still.
             self.trajectory = None
-            self.setpoint = self.measured.copy()
+            if self.setpoint is None or now - self.measured_at <= FRESH_MEASUREMENT:
+                self.setpoint = self.measured.copy()
         elif self.trajectory is not None:
             q, v, a = self.trajectory.sample(now - self.trajectory_start)
             self.setpoint[self.trajectory_joints] = q

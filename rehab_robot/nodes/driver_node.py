@@ -50,6 +50,9 @@ PARAMETERS = (
               "0.005 to 0.5 s", lambda v: 0.005 <= v <= 0.5),
     ParamSpec("resume_tolerance", 0.05, "largest command/position gap accepted when leaving hold [rad]",
               "0.001 to 0.5 rad", lambda v: 0.001 <= v <= 0.5),
+    ParamSpec("following_tolerance", 0.1, "largest command/position gap while following [rad]; a larger one "
+              "(a setpoint that jumps away from the arm) makes the drives hold", "0.01 to 0.5 rad",
+              lambda v: 0.01 <= v <= 0.5),
     ParamSpec("publish_wrench", True, "publish the backend's F/T reading on ft_sensor/wrench (false when "
               "a separate F/T sensor driver publishes it)"),
 )
@@ -91,7 +94,8 @@ class HardwareDriverNode(GracefulNode):
             budget = default_budget(p["loop_rate"], self.hardware.cycle_budget)
         except ValueError as exc:
             raise ConfigError(f"hardware backend {p['hardware']!r}: {exc}") from None
-        self.gate = MotionGate(p["heartbeat_timeout"], p["command_timeout"], p["resume_tolerance"])
+        self.gate = MotionGate(p["heartbeat_timeout"], p["command_timeout"], p["resume_tolerance"],
+                               following_tolerance=p["following_tolerance"], joint_names=self.hardware.joint_names)
         self._log_queue: collections.deque = collections.deque(maxlen=100)
         self.rejected_commands = 0
         self._reset_count: Optional[int] = None

@@ -3,8 +3,11 @@
 The driver applies a motion command only when the gate opens. It opens only while
   * the safety heartbeat is fresh and says motion is permitted,
   * a fresh, finite command is at hand,
-  * and, when the arm has been holding, the command starts where the arm is
-    (so motion resumes without a jump).
+  * when the arm has been holding, the command starts where the arm is
+    (so motion resumes without a jump),
+  * and, while following, the command stays within ``following_tolerance`` of the
+    arm: a setpoint that jumps away (a controller acting on stale measurements, a
+    corrupted or misrouted command) would make the drives slam the arm toward it.
 Anything else keeps (or puts) the drives in quick-stop and hold.
 """
 
@@ -12,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -120,6 +123,9 @@ class MotionGate:
         resume_tolerance: Largest gap [rad] between commanded and measured position
             accepted when leaving hold.
         engage_speed: Commanded speed [rad/s] a command needs to take the arm out of hold.
+        following_tolerance: Largest gap [rad] between the (carried-forward) commanded and
+            the measured position while following; a larger one is a following error.
+        joint_names: Names of the joints, for the reasons given.
     """
 
     def __init__(
@@ -128,8 +134,12 @@ class MotionGate:
         command_timeout: float = 0.1,
         resume_tolerance: float = 0.05,
         engage_speed: float = 1e-3,
+        following_tolerance: float = 0.1,
+        joint_names: Optional[Sequence[str]] = None,
     ) -> None:
         self.heartbeat = HeartbeatMonitor(heartbeat_timeout)
+        self.following_tolerance = following_tolerance
+        self.joint_names = list(joint_names) if joint_names is not None else None
         self.command_timeout = command_timeout
         self.resume_tolerance = resume_tolerance
         self.engage_speed = engage_speed
@@ -173,7 +183,15 @@ class MotionGate:
         stamp, command = self._command
         if now - stamp > self.command_timeout:
             return f"motion commands lost ({(now - stamp) * 1e3:.0f} ms old)"
-        if not self.engaged:
+        if self.engaged:
+            gap = np.abs(command.position + command.velocity * (now - stamp) - measured_position)
+            j = int(np.argmax(gap))
+            if gap[j] > self.following_tolerance:
+                name = self.joint_names[j] if self.joint_names else f"joint {j}"
+                return (f"following error: {name} commanded {command.position[j]:.3f} rad, measured "
+                        f"{measured_position[j]:.3f} rad ({gap[j]:.3f} rad apart; allowed "
+                        f"{self.following_tolerance:.3f} rad)")
+        else:
             gap = float(np.max(np.abs(command.position - measured_position)))
             if gap > self.resume_tolerance:
                 return f"command {gap:.3f} rad away from the arm; waiting for a matching command"
