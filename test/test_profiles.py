@@ -115,7 +115,9 @@ def assert_mentions(message: str, *fragments: str) -> None:
 
 def test_schemas_are_valid_draft_2020_12():
     """Both schemas are valid Draft 2020-12 JSON Schemas."""
-    for schema in (profiles.PATIENT_SCHEMA, profiles.PROTOCOL_SCHEMA):
+    schemas = [profiles.PATIENT_SCHEMA, profiles.PROTOCOL_SCHEMA]
+    schemas += [profiles.protocol_schema(kind) for kind in profiles.EXERCISE_TYPES]
+    for schema in schemas:
         jsonschema.Draft202012Validator.check_schema(schema)
         assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
 
@@ -134,7 +136,9 @@ def test_every_schema_object_refuses_unknown_fields():
                 yield from objects(value)
 
     found = list(objects(profiles.PATIENT_SCHEMA)) + list(objects(profiles.PROTOCOL_SCHEMA))
-    assert len(found) == 5
+    assert len(found) == 6  # patient: file, patient, rom_limits; protocol: file, protocol, a waypoint
+    for kind in profiles.EXERCISE_TYPES:
+        found += list(objects(profiles.protocol_schema(kind)))
     assert all(schema.get("additionalProperties") is False for schema in found)
 
 
@@ -458,8 +462,8 @@ PROTOCOL_REFUSALS = {
     "name_trailing_newline": (
         changed(PROTOCOL, "protocol.name", "elbow\n"), "protocol.name", ["letters, digits"]),
     "unknown_type": (
-        changed(PROTOCOL, "protocol.type", "active_assist"), "protocol.type",
-        ["allowed values: passive_rom"]),
+        changed(PROTOCOL, "protocol.type", "active_asist"), "protocol.type",
+        ["did you mean 'active_assist'", "allowed values: passive_rom, active, active_assist"]),
     "unknown_joint": (
         changed(PROTOCOL, "protocol.joint", "wrist"), "protocol.joint",
         ["allowed values: " + ", ".join(JOINT_NAMES)]),
