@@ -811,7 +811,7 @@ def _path_guidance(values: dict, source: str, patient: PatientProfile, joint_lim
                            "allowed: waypoints that differ by more than the tolerance in some joint")
         longest = max(longest, step)
     _check_timeout(float(values["movement_timeout"]), longest, limit, limit_source, "a joint")
-    first = joints[0]
+    first = next(joint for joint in JOINT_NAMES if joint in joints)
     known = {f.name for f in dataclasses.fields(ExerciseProtocol)}
     extra = {key: _plain(value) for key, value in values.items()
              if key in known and key not in ("name", "type", "repetitions", "waypoints")}
