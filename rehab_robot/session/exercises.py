@@ -584,3 +584,40 @@ class InteractiveRunner(SessionRunner):
             "session_metrics": rm.session_summary(self.repetitions),
             "controller_events": self.controller_events,
         }
+
+
+#: The example protocol shipped for each exercise type (config/protocols/).
+EXAMPLE_PROTOCOLS = {
+    "passive_rom": "passive_elbow_rom.yaml",
+    "active": "active_elbow.yaml",
+    "active_assist": "active_assist_elbow.yaml",
+    "assist_as_needed": "assist_as_needed_elbow.yaml",
+    "resistive": "resistive_elbow.yaml",
+    "isometric": "isometric_elbow.yaml",
+    "path_guidance": "path_guidance_reach.yaml",
+}
+
+#: Virtual patient of ``rehab-robot demo --exercise`` (docs/virtual-patient.md): a moderately
+#: impaired patient who takes part (none for passive_rom: today's passive demo).
+DEMO_VIRTUAL_PATIENT = {"effort": 0.8, "impairment": 0.3, "reaction_delay": 0.2, "peak_speed": 0.8, "seed": 1}
+
+
+def format_exercise_metrics(report: Mapping[str, Any]) -> str:
+    """Return the per-repetition and session metrics of a report as readable lines ("" if none)."""
+    repetitions = report.get("repetitions") or []
+    if not repetitions and not report.get("session_metrics"):
+        return ""
+    lines = ["  per repetition:"]
+    for rep in repetitions:
+        m = rep.get("metrics", {})
+        parts = [f"{name} {m[name]:.3g}" for name in (
+            "peak_speed", "movement_time", "sparc", "ldlj", "path_length_ratio", "max_path_deviation",
+            "peak_interaction_force", "patient_work_share", "assistance_gain", "tracking_error",
+            "isometric_peak_torque", "sustained_torque") if isinstance(m.get(name), (int, float))]
+        reached = "reached" if rep.get("reached") else "NOT reached"
+        lines.append(f"    {rep.get('repetition')}: {reached}; " + ", ".join(parts))
+    summary = report.get("session_metrics") or {}
+    shown = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
+                      for k, v in summary.items() if v is not None)
+    lines.append(f"  session: {shown}")
+    return "\n".join(lines)
