@@ -359,6 +359,10 @@ class InteractiveRunner(SessionRunner):
                 torque = np.zeros_like(position)
                 torque[self.joint_index] = self._baseline_value - float(effort[self.joint_index])
             self.log.add(now, position, velocity, force_norm, robot_torque, torque, cuff)
+        if self.state in (SessionState.RUNNING, SessionState.PAUSED) and self.step_index > 0:
+            self.metrics.add_state(position)  # the report's rom_reached and peak force, as for passive
+            if force_norm is not None:
+                self.metrics.add_force(force_norm)
         if self.step_index == 0 or self.state is not SessionState.RUNNING or not motion_permitted:
             # The approach, pauses (time-out, automatic resume) and interruptions: as a passive exercise.
             super().update(now, position, force_norm, motion_permitted, stop_cause)
