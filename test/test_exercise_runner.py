@@ -287,3 +287,35 @@ def test_plans_have_no_hold_after_the_last_movement():
     phases = plan_phases(protocol("active", hold_duration=0.5), JOINT_NAMES)
     assert phases[-1].kind == "move" and phases[-1].completes_repetition
     assert sum(p.completes_repetition for p in phases) == 2
+
+
+def test_exercise_report_matches_the_documented_schema():
+    """A report with the exercise part (repetitions, session metrics, controller events) validates against
+    docs/report.schema.json; a repetition without its metrics does not."""
+    import datetime
+    import json
+
+    import jsonschema
+
+    from rehab_robot.session.report import build_report
+
+    schema = json.loads((Path(__file__).resolve().parent.parent / "docs" / "report.schema.json").read_text())
+    proto = protocol("assist_as_needed")
+    runner = make_runner(proto)
+
+    def spasm(now, runner, patient):
+        if runner.current_step == "repetition 2: to end angle" and not runner.controller_events:
+            runner.controller_event(now, patient.q, "spasm", "35 N", {"joint": "elbow_flexion", "force": "35.0"})
+            runner.resume(now, patient.q, True)
+    run(runner, Patient(), on_tick=spasm)
+    assert runner.state is SessionState.COMPLETED
+    report = build_report("s", "P-0042", proto.name, runner.outcome(), runner.metrics)
+    report.update(runner.exercise_report())
+    report["history"] = {"file": "h/P-0042.json", "updated": True, "problem": ""}
+    report = json.loads(json.dumps(report, allow_nan=False))
+    jsonschema.validate(report, schema)
+    assert report["rom_reached"]["elbow_flexion"]["range"] > 0.4
+    broken = json.loads(json.dumps(report))
+    del broken["repetitions"][0]["metrics"]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, schema)
