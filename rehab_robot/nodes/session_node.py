@@ -17,7 +17,6 @@ a ``controller/events`` spasm or soft-wall event.
 from __future__ import annotations
 
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -27,9 +26,6 @@ import yaml
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 from geometry_msgs.msg import WrenchStamped
 from rcl_interfaces.srv import SetParametersAtomically
-import rclpy
-from rclpy.context import Context
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
@@ -108,55 +104,6 @@ def _options_mapping(text: str) -> Any:
     return options if isinstance(options, dict) else text
 
 
-class ParameterClient:
-    """The ``motion_controller/set_parameters_atomically`` client, on a node and thread of its own.
-
-    The session manager spins with rclpy's EventsExecutor (it takes 500 Hz joint states and
-    wrenches); with a service client in that node the executor was seen to stop spinning
-    under load. The client lives instead in its own context with the wait-set executor,
-    which carries this rare traffic at no cost.
-
-    Args:
-        namespace: Namespace of the session manager (the controller is its sibling).
-    """
-
-    def __init__(self, namespace: str = "/") -> None:
-        self.context = Context()
-        # Without the command line's arguments: its remapping of __node would name this node session_manager too.
-        rclpy.init(args=[], context=self.context)
-        self.node = rclpy.create_node("session_manager_parameters", namespace=namespace, context=self.context,
-                                      use_global_arguments=False)
-        self.client = self.node.create_client(SetParametersAtomically, "motion_controller/set_parameters_atomically")
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self._running = True
-        self.thread = threading.Thread(target=self._spin, name="parameter_client", daemon=True)
-        self.thread.start()
-
-    def _spin(self) -> None:
-        while self._running and self.context.ok():
-            try:
-                self.executor.spin_once(timeout_sec=0.05)
-            except Exception:  # noqa: BLE001 - shutting down
-                return
-
-    def ready(self) -> bool:
-        """True once the controller's parameter service is matched."""
-        return self.client.service_is_ready()
-
-    def call(self, request):
-        """Send ``request``; return its future (answered on this client's thread)."""
-        return self.client.call_async(request)
-
-    def close(self) -> None:
-        """Stop the thread and the context."""
-        self._running = False
-        self.thread.join(timeout=1.0)
-        self.executor.shutdown(timeout_sec=0.1)
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.context)
-
-
 class SessionManagerNode(GracefulNode):
     """The exercise session manager node (see module docstring)."""
 
@@ -229,7 +176,8 @@ class SessionManagerNode(GracefulNode):
         self.create_subscription(JointState, "joint_commands", self.on_command, subscriber_qos("joint_commands"))
         if self.protocol.interactive:
             self.target_pub = self.create_publisher(JointState, "exercise/target", TARGET_QOS)
-            self.parameter_client = ParameterClient(self.get_namespace())
+            self.parameter_client = self.create_client(SetParametersAtomically,
+                                                       "motion_controller/set_parameters_atomically")
             self.create_subscription(DiagnosticStatus, "controller/events", self.on_controller_event,
                                      CONTROLLER_EVENTS_QOS)
         for name, handler in (("start", self.on_start), ("pause", self.on_pause),
@@ -495,13 +443,13 @@ class SessionManagerNode(GracefulNode):
         if parameters is not None:
             self._pending_parameters = parameters
         if self._pending_parameters is not None and self._parameter_call is None \
-                and self.parameter_client.ready():
+                and self.parameter_client.service_is_ready():
             request = SetParametersAtomically.Request(
                 parameters=[Parameter(name, value=value).to_parameter_msg()
                             for name, value in self._pending_parameters.items()])
             self.get_logger().info(f"motion_controller parameters: {self._pending_parameters}")
             self._pending_parameters = None
-            self._parameter_call = self.parameter_client.call(request)
+            self._parameter_call = self.parameter_client.call_async(request)
         # A call not answered in time: the runner aborts after its own time-out.
         if self._parameter_call is not None and self._parameter_call.done():
             call, self._parameter_call = self._parameter_call, None
@@ -559,12 +507,6 @@ class SessionManagerNode(GracefulNode):
     def finished(self) -> bool:
         """Exit on our own once the report is written, when asked to."""
         return self.exit_when_done and self.report_path is not None
-
-    def destroy_node(self):
-        """Also stop the parameter client's own thread."""
-        if getattr(self, "parameter_client", None) is not None:
-            self.parameter_client.close()
-        return super().destroy_node()
 
     def on_shutdown_request(self, executor) -> None:
         """On SIGINT/SIGTERM: stop the exercise smoothly and write the report."""
