@@ -90,3 +90,41 @@ def test_history_of_an_unknown_patient_is_one_line_and_exit_2(tmp_path, capsys):
 def test_format_history_shows_missing_values_as_dashes():
     text = format_history({"patient_id": "P-1", "sessions": [{"session_id": "x", "metrics": {}}]})
     assert text.splitlines()[-1].split()[1] == "x" and " - " in text.splitlines()[-1]
+
+
+def test_demo_exercise_runs_the_shipped_protocol_with_the_virtual_patient(monkeypatch, capsys):
+    """`demo --exercise TYPE` plans the shipped example of TYPE with the virtual patient, and prints the
+    per-repetition metrics of the report."""
+    import rehab_robot.launcher as launcher
+    from rehab_robot.session.exercises import EXAMPLE_PROTOCOLS
+
+    planned = {}
+
+    def plan(texts):
+        planned.update(texts)
+        raise SystemExit(0)
+    monkeypatch.setattr(launcher, "plan_session", plan)
+    with pytest.raises(SystemExit):
+        launcher.main(["demo", "--exercise", "isometric"])
+    assert planned["protocol"].endswith(EXAMPLE_PROTOCOLS["isometric"])
+    assert "virtual_patient" in json.loads(planned["hardware_options"])
+    planned.clear()
+    with pytest.raises(SystemExit):
+        launcher.main(["demo", "--exercise", "passive_rom"])
+    assert "hardware_options" not in planned  # the passive demo as before
+    assert launcher.main(["demo", "--exercise", "active", "protocol:=other.yaml"]) == 2
+    assert "give either --exercise or protocol:=" in capsys.readouterr().err
+
+
+def test_exercise_metrics_are_printed_readably():
+    from rehab_robot.session.exercises import format_exercise_metrics
+
+    text = format_exercise_metrics({"repetitions": [
+        {"repetition": 1, "reached": True, "metrics": {"peak_speed": 0.71234, "sparc": -1.6, "ldlj": None}},
+        {"repetition": 2, "reached": False, "metrics": {"peak_speed": 0.5}}],
+        "session_metrics": {"peak_speed": 0.6, "repetitions_reached": 1, "sparc": None}})
+    lines = text.splitlines()
+    assert lines[1] == "    1: reached; peak_speed 0.712, sparc -1.6"
+    assert lines[2] == "    2: NOT reached; peak_speed 0.5"
+    assert lines[3] == "  session: peak_speed 0.6, repetitions_reached 1"
+    assert format_exercise_metrics({"ended": "completed"}) == ""
