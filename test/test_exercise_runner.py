@@ -175,6 +175,8 @@ def test_assist_as_needed_adapts_the_gain_and_sets_it_before_each_repetition():
     gains = [c["assist.gain"] for c in calls]
     assert gains[0] == 0.8
     assert len(gains) == 3
+    # Later repetitions set the gain only: the mode stays (a mode change needs the arm at rest).
+    assert calls[0]["mode"] == "active_assist" and all(set(c) == {"assist.gain"} for c in calls[1:])
     errors = [r["metrics"]["tracking_error"] for r in runner.repetitions]
     expected = 0.8
     for k, error in enumerate(errors):
@@ -319,3 +321,33 @@ def test_exercise_report_matches_the_documented_schema():
     del broken["repetitions"][0]["metrics"]
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(broken, schema)
+
+
+def test_the_mode_is_set_only_once_the_arm_is_at_rest():
+    """After the approach the parameter call waits for the joints to be still (< 0.02 rad/s), at most 3 s."""
+    proto = protocol("active", repetitions=1)
+    runner = make_runner(proto)
+    built = runner.make_parameters
+    asked = []
+    runner.make_parameters = lambda posture, gain: asked.append((clock[0], runner._speed)) or built(posture, gain)
+    clock = [0.0]
+
+    def watch(now, runner, patient):
+        clock[0] = now
+        if now < 2.0:
+            patient.v[:] = 0.5  # still moving when the approach ends (about 1 s), then at rest
+    run(runner, Patient(), on_tick=watch)
+    assert runner.state is SessionState.COMPLETED
+    assert len(asked) == 1 and asked[0][0] >= 2.0 and asked[0][1] < 0.02
+
+    # A joint that never settles: the call goes out after REST_WAIT all the same.
+    runner = make_runner(proto)
+    built = runner.make_parameters
+    asked.clear()
+    runner.make_parameters = lambda posture, gain: asked.append((clock[0], runner._speed)) or built(posture, gain)
+
+    def restless(now, runner, patient):
+        clock[0] = now
+        patient.v[:] = 0.5
+    run(runner, Patient(), on_tick=restless, until=8.0)
+    assert len(asked) == 1 and asked[0][1] == 0.5

@@ -54,6 +54,10 @@ PARAMETER_TIMEOUT = 5.0
 MIN_BASELINE_TIME = 0.5
 #: Distance [rad] beyond the hold angle, toward the push, shown as the target of a contraction.
 PUSH_TARGET_OFFSET = 0.5
+#: Joint speed [rad/s] below which the arm counts as at rest for a mode change (contract A).
+REST_SPEED = 0.02
+#: Longest wait [s] for the arm to come to rest before the mode is set anyway (the controller may refuse).
+REST_WAIT = 3.0
 
 
 def controller_parameters(protocol, patient, joint_names: Sequence[str], joint_limits: Mapping[str, Sequence[float]],
@@ -235,6 +239,9 @@ class InteractiveRunner(SessionRunner):
         self.controller_events: list[dict] = []
         self._parameters_out: Optional[dict] = None
         self._configured = False
+        self._gain_only = False
+        self._rest_wanted_since: Optional[float] = None
+        self._speed = 0.0
         self._config_sent_at: Optional[float] = None
         self._rep: Optional[_Repetition] = None
         self._phase_start = 0.0
@@ -307,6 +314,7 @@ class InteractiveRunner(SessionRunner):
             self.abort(now, f"the motion controller refused the exercise parameters: {reason or 'no reason given'}")
             return
         self._configured = True
+        self._gain_only = False
         if self.state is SessionState.RUNNING:
             self._enter_step(now, position)
 
@@ -325,15 +333,15 @@ class InteractiveRunner(SessionRunner):
             self._interrupt(now)
             self._enter_pause(now, text)
             self._interrupted_at = None  # the controller holds its reaction: a clinician resumes
-            self._configured = False
+            self._configured, self._gain_only = False, False
         elif self.state is SessionState.PAUSED:
             self._event(now, text)
-            self._configured = False
+            self._configured, self._gain_only = False, False
 
     def resume(self, now: float, position: np.ndarray, motion_permitted: bool) -> tuple[bool, str]:
         """Resume: after the approach the controller's mode is set again, then the phase starts over."""
         if self.state is SessionState.PAUSED and self.step_index > 0:
-            self._configured = False  # the controller leaves a spasm reaction only on a new mode
+            self._configured, self._gain_only = False, False  # the controller leaves a spasm reaction only on a new mode
         return super().resume(now, position, motion_permitted)
 
     def update(self, now: float, position: np.ndarray, force_norm: Optional[float], motion_permitted: bool,
@@ -352,6 +360,7 @@ class InteractiveRunner(SessionRunner):
             velocity = np.zeros_like(position) if not self.log.t else \
                 (position - self.log.position[-1]) / max(now - self.log.t[-1], 1e-3)
         velocity = np.asarray(velocity, dtype=float)
+        self._speed = float(np.max(np.abs(velocity))) if velocity.size else 0.0
         if self.state in (SessionState.RUNNING, SessionState.PAUSED) and self.step_index > 0:
             cuff = self.cuff_position(position) if self.cuff_position is not None else None
             torque = patient_torque
@@ -498,6 +507,7 @@ class InteractiveRunner(SessionRunner):
                                               self.protocol.learning_rate)
             self.gains.append(self.gain)
             self._configured = False  # the next repetition starts by setting the new gain
+            self._gain_only = True
             self._event(now, f"assistance gain {self.gain:.3f} for the next repetition "
                              f"(tracking error {error:.3f} rad)")
         self.log.trim(now - 1.0)
@@ -536,7 +546,17 @@ class InteractiveRunner(SessionRunner):
             self._event(now, f"repetition {phase.repetition} started")
         if not self._configured:
             if self._config_sent_at is None:
-                self._parameters_out = self.make_parameters(self.posture, self.gain)
+                if self._gain_only:
+                    # The mode stays: only the adapted gain, which needs no rest.
+                    self._parameters_out = {"assist.gain": float(self.gain)}
+                else:
+                    # A mode change is accepted only at rest: wait (at most REST_WAIT) for the arm to settle.
+                    if self._rest_wanted_since is None:
+                        self._rest_wanted_since = now
+                    if self._speed > REST_SPEED and now - self._rest_wanted_since < REST_WAIT:
+                        return
+                    self._parameters_out = self.make_parameters(self.posture, self.gain)
+                self._rest_wanted_since = None
                 self._config_sent_at = now
             return
         self._phase_start = now
