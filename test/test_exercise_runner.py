@@ -258,15 +258,15 @@ def test_isometric_records_peak_and_sustained_torque():
 
 
 def test_isometric_target_points_toward_the_push_inside_the_rom():
-    proto = protocol("isometric", joint="elbow_flexion", hold_angle=1.8, target_torque=4.0, hold_time=1.0)
+    proto = protocol("isometric", joint="elbow_flexion", hold_angle=1.9, target_torque=4.0, hold_time=1.0)
     runner = make_runner(proto)
     shown = []
     run(runner, Patient(moves=False), until=6.0,
         on_tick=lambda now, r, p: shown.append((r.current_step, r.target_position())))
     contraction = [t for step, t in shown if t is not None and step.endswith("push and hold")]
-    assert contraction and contraction[0][ELBOW] == pytest.approx(2.0)  # 1.8 + 0.5 clipped to the ROM
+    assert contraction and contraction[0][ELBOW] == pytest.approx(2.0)  # 1.9 + 0.2 clipped to the ROM
     rest = [t for step, t in shown if t is not None and step.endswith("rest")]
-    assert rest[0][ELBOW] == pytest.approx(1.8)
+    assert rest[0][ELBOW] == pytest.approx(1.9)
 
 
 def test_path_guidance_visits_every_waypoint_and_back():

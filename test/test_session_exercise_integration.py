@@ -32,7 +32,7 @@ REPORT_SCHEMA = json.loads((Path(__file__).resolve().parent.parent / "docs" / "r
 
 pytestmark = pytest.mark.integration
 
-PATIENT_OPTIONS = '{virtual_patient: {effort: 0.8, impairment: 0.3, peak_speed: 0.8, seed: 1}}'
+PATIENT_OPTIONS = '{virtual_patient: {effort: 0.5, impairment: 0.6, peak_speed: 0.8, seed: 1}}'
 
 ACTIVE_ASSIST = """\
 protocol:

@@ -53,7 +53,7 @@ PARAMETER_TIMEOUT = 5.0
 #: Shortest rest [s] before a contraction: the motor torque at rest is the baseline of the patient's torque.
 MIN_BASELINE_TIME = 0.5
 #: Distance [rad] beyond the hold angle, toward the push, shown as the target of a contraction.
-PUSH_TARGET_OFFSET = 0.5
+PUSH_TARGET_OFFSET = 0.2
 #: Joint speed [rad/s] below which the arm counts as at rest for a mode change (contract A).
 REST_SPEED = 0.02
 #: Longest wait [s] for the arm to come to rest before the mode is set anyway (the controller may refuse).
@@ -621,9 +621,10 @@ EXAMPLE_PROTOCOLS = {
     "path_guidance": "path_guidance_reach.yaml",
 }
 
-#: Virtual patient of ``rehab-robot demo --exercise`` (docs/virtual-patient.md): a moderately
-#: impaired patient who takes part (none for passive_rom: today's passive demo).
-DEMO_VIRTUAL_PATIENT = {"effort": 0.8, "impairment": 0.3, "reaction_delay": 0.2, "peak_speed": 0.8, "seed": 1}
+#: Virtual patient of ``rehab-robot demo --exercise`` (docs/virtual-patient.md): an impaired patient
+#: who takes part, at most 0.5 x 0.4 x 45 = 9 N·m at the elbow, so that even against a stiff arm the
+#: cuff force stays below the example profile's 40 N limit (none for passive_rom: today's passive demo).
+DEMO_VIRTUAL_PATIENT = {"effort": 0.5, "impairment": 0.6, "reaction_delay": 0.2, "peak_speed": 0.8, "seed": 1}
 
 
 def format_exercise_metrics(report: Mapping[str, Any]) -> str:
