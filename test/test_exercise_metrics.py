@@ -87,3 +87,26 @@ def test_session_summary():
     assert s["patient_work_share"] == pytest.approx(4.0 / 6.0, rel=1e-4)
     assert s["assistance_gain"] == 0.7 and s["sparc"] == -1.6 and s["repetitions_reached"] == 1
     assert s["ldlj"] is None
+
+
+def test_passive_repetitions_from_the_runners_events():
+    """A passive repetition spans its 'started' and 'completed' events; its metrics come from that window."""
+    log = rm.SampleLog()
+    t = np.arange(0.0, 4.0, 0.02)
+    q = 0.5 + 0.5 * (1 - np.cos(np.pi * t / 2.0))  # out and back over 4 s
+    v = 0.5 * np.pi / 2.0 * np.sin(np.pi * t / 2.0)
+    for ti, qi, vi in zip(t, q, v):
+        log.add(10.0 + ti, [0.0, 0.0, 0.0, qi], [0.0, 0.0, 0.0, vi], 2.0)
+    reps = rm.PassiveRepetitions(["a", "b", "c", "elbow_flexion"], "elbow_flexion")
+    events = [{"time": 0.0, "event": "session started"}, {"time": 0.0, "event": "repetition 1 started"}]
+    reps.update(10.0, events, log)
+    assert reps.repetitions == []
+    events += [{"time": 3.98, "event": "repetition 1 completed"}]
+    reps.update(10.0, events, log)
+    (rep,) = reps.repetitions
+    assert rep["repetition"] == 1 and rep["duration"] == pytest.approx(3.98)
+    assert rep["metrics"]["rom"]["elbow_flexion"]["range"] == pytest.approx(1.0, abs=0.01)
+    assert rep["metrics"]["peak_speed"] == pytest.approx(np.pi / 4, rel=0.01)
+    assert rep["metrics"]["peak_interaction_force"] == 2.0
+    report = reps.report()
+    assert report["session_metrics"]["repetitions_reached"] == 1

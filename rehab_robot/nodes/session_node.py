@@ -16,6 +16,7 @@ a ``controller/events`` spasm or soft-wall event.
 
 from __future__ import annotations
 
+import collections
 import sys
 import time
 from pathlib import Path
@@ -44,6 +45,7 @@ from rehab_robot.safety.gate import HeartbeatMonitor
 from rehab_robot.session.exercises import InteractiveRunner, controller_parameters
 from rehab_robot.session.history import HistoryError, append_session, history_entry, last_gain
 from rehab_robot.session.interaction import CuffForceTare
+from rehab_robot.session.repetition_metrics import PassiveRepetitions, SampleLog
 from rehab_robot.session.profiles import load_patient, load_protocol
 from rehab_robot.session.provenance import hardware_record, keep_input, software_record
 from rehab_robot.session.report import build_report, write_report
@@ -148,10 +150,13 @@ class SessionManagerNode(GracefulNode):
         self._parameter_call = None
         self._pending_parameters: Optional[dict] = None
         self._wrench: Optional[np.ndarray] = None
-        self._torque_window: list = []
+        self._torque_window: collections.deque = collections.deque(maxlen=25)
         self._torque_bias = np.zeros(3)
         self.velocity: Optional[np.ndarray] = None
         self.effort: Optional[np.ndarray] = None
+        # Passive exercises: the per-repetition metrics are computed here, from the runner's events.
+        self.passive_log = SampleLog()
+        self.passive_repetitions = PassiveRepetitions(self.joint_names, self.protocol.joint)
         # The session does not command the drives, and learns of every stop of theirs from
         # hardware/status: a late tick of its own must not pause the exercise.
         self.heartbeat = HeartbeatMonitor(HEARTBEAT_TIMEOUT)
@@ -235,11 +240,10 @@ class SessionManagerNode(GracefulNode):
         except ValueError:
             return  # the supervisor latches a stop on malformed states
         self.position = position
-        if self.protocol.interactive:
-            try:
-                self.velocity, self.effort = joint_arrays(msg, self.joint_names, ("velocity", "effort"))
-            except ValueError:
-                self.velocity, self.effort = None, None
+        try:  # for the per-repetition metrics
+            self.velocity, self.effort = joint_arrays(msg, self.joint_names, ("velocity", "effort"))
+        except ValueError:
+            self.velocity, self.effort = None, None
 
     def on_controller_event(self, msg: DiagnosticStatus) -> None:
         """A ``controller/events`` spasm or soft_wall_limit interrupts the exercise (manual resume)."""
@@ -270,11 +274,10 @@ class SessionManagerNode(GracefulNode):
         f = msg.wrench.force
         force = (f.x, f.y, f.z)
         self._last_wrench = time.monotonic()
-        if self.protocol.interactive:
-            t = msg.wrench.torque
-            self._wrench = np.array([f.x, f.y, f.z, t.x, t.y, t.z], dtype=float)
-            if np.all(np.isfinite(self._wrench)):
-                self._torque_window = (self._torque_window + [self._wrench[3:]])[-25:]
+        t = msg.wrench.torque  # the whole wrench, for the patient's joint torques
+        self._wrench = np.array([f.x, f.y, f.z, t.x, t.y, t.z], dtype=float)
+        if np.all(np.isfinite(self._wrench)):
+            self._torque_window.append(self._wrench[3:])
         self.cuff_force.add(self._last_wrench, force)
         # Kinematics only once there is a resting load to carry along (after the tare).
         rotation = self.sensor_rotation() if self.cuff_force.bias is not None else None
@@ -402,6 +405,7 @@ class SessionManagerNode(GracefulNode):
                                    effort=self.effort, robot_torque=robot, patient_torque=patient)
             else:
                 self.runner.update(now, self.position, self.force_norm, permitted, cause)
+                self.log_passive(now)
             if self.runner.auto_resumes > resumes:
                 self.get_logger().warning(f"session resumed automatically: {self.runner.events[-1]['event']}")
             self.name_pending_interruption(now, pending)
@@ -462,6 +466,15 @@ class SessionManagerNode(GracefulNode):
                 self.get_logger().error(f"motion_controller refused the parameters: {reason}")
             self.runner.parameters_result(now, self.position, success, reason)
 
+    def log_passive(self, now: float) -> None:
+        """Log a sample of a passive exercise and close the repetitions its runner has completed."""
+        runner = self.runner
+        if runner.state in (SessionState.RUNNING, SessionState.PAUSED) and runner.step_index > 0 \
+                and self.velocity is not None:
+            robot, patient = self.joint_torques()
+            self.passive_log.add(now, self.position, self.velocity, self.force_norm, robot, patient)
+        self.passive_repetitions.update(runner._started_at, runner.events, self.passive_log)
+
     def publish_target(self) -> None:
         """Publish the exercise's current target on ``exercise/target`` (joint positions [rad])."""
         target = self.runner.target_position()
@@ -489,6 +502,8 @@ class SessionManagerNode(GracefulNode):
         )
         if self.protocol.interactive:
             report.update(self.runner.exercise_report())
+        else:
+            report.update(self.passive_repetitions.report())
         try:
             path = append_session(self.history_dir, self.patient.patient_id, history_entry(report))
             report["history"] = {"file": str(path), "updated": True, "problem": ""}

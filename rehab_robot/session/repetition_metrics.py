@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -217,3 +217,60 @@ def session_summary(repetitions: Sequence[dict]) -> dict[str, Any]:
                                  if robot is not None and patient is not None and robot + patient > 0 else None)
     out["repetitions_reached"] = sum(1 for r in repetitions if r.get("reached"))
     return out
+
+
+class PassiveRepetitions:
+    """Per-repetition metrics of a passive_rom session, from its runner's events and a sample log.
+
+    A passive repetition runs from its "repetition N started" event (the first: the end of the
+    approach) to "repetition N completed"; its metrics are computed over that whole window
+    (the move out, the hold, the move back): smoothness and movement time then describe the
+    two moves together. Args: ``joint_names`` (joint order), ``joint`` (the exercised joint).
+    """
+
+    def __init__(self, joint_names: Sequence[str], joint: str) -> None:
+        self.joint_names = list(joint_names)
+        self.joints = [self.joint_names.index(joint)]
+        self.repetitions: list[dict] = []
+        self._seen = 0
+        self._open: Optional[tuple[int, float]] = None
+        self._interruptions: list = []
+
+    def update(self, started_at: Optional[float], events: Sequence[Mapping[str, Any]], log: SampleLog) -> None:
+        """Read the runner's new events (``time`` [s] since ``started_at``, clock time [s])."""
+        if started_at is None:
+            return
+        for event in events[self._seen:]:
+            text, at = str(event.get("event", "")), started_at + float(event.get("time", 0.0))
+            words = text.split()
+            if len(words) == 3 and words[0] == "repetition" and words[1].isdigit():
+                if words[2] == "started":
+                    self._open = (int(words[1]), at)
+                elif words[2] == "completed" and self._open is not None:
+                    self._close(self._open, at, started_at, log)
+                    self._open = None
+            elif text.startswith("motion interrupted") or text.startswith("paused"):
+                if self._open is not None:
+                    self._interruptions.append({"time": event.get("time"), "event": text})
+        self._seen = len(events)
+
+    def _close(self, opened: tuple[int, float], end: float, started_at: float, log: SampleLog) -> None:
+        number, start = opened
+        window = log.window(start, end)
+        metrics: dict[str, Any] = {"rom": rom_metrics(window, self.joint_names, self.joints)}
+        metrics.update(movement_metrics(window, self.joints))
+        metrics.update(path_metrics(window, None))
+        metrics.update(interaction_metrics(window))
+        metrics.update({"assistance_gain": None, "tracking_error": None,
+                        "isometric_peak_torque": None, "sustained_torque": None})
+        self.repetitions.append({
+            "repetition": number, "start": round(start - started_at, 3), "duration": round(end - start, 3),
+            "reached": True, "movements": [], "interruptions": list(self._interruptions), "metrics": metrics,
+        })
+        self._interruptions = []
+
+    def report(self) -> dict:
+        """The report's ``repetitions`` and ``session_metrics``."""
+        summary = session_summary(self.repetitions)
+        summary["repetitions_reached"] = len(self.repetitions)
+        return {"repetitions": self.repetitions, "session_metrics": summary}
