@@ -351,3 +351,34 @@ def test_the_mode_is_set_only_once_the_arm_is_at_rest():
         patient.v[:] = 0.5
     run(runner, Patient(), on_tick=restless, until=8.0)
     assert len(asked) == 1 and asked[0][1] == 0.5
+
+
+@pytest.mark.parametrize("kind, keys", [
+    ("active", set()),
+    ("active_assist", {"assist.gain", "assist.stiffness", "assist.deadband", "assist.max_torque"}),
+    ("assist_as_needed", {"assist.gain", "assist.stiffness", "assist.deadband", "assist.max_torque"}),
+    ("resistive", {"resistive.damping", "resistive.stiffness", "resistive.max_torque"}),
+    ("isometric", set()),
+    ("path_guidance", {"path_guidance.waypoints", "path_guidance.width", "path_guidance.stiffness"}),
+])
+def test_controller_parameters_of_each_type(kind, keys):
+    """Contract A: the common parameters plus the type's own, in SI units, from the protocol and profile."""
+    fields = {"path_guidance": {"waypoints": [{"elbow_flexion": 1.0}, {"elbow_flexion": 1.5}]},
+              "isometric": {"joint": "elbow_flexion", "hold_angle": 1.0, "target_torque": 3.0, "hold_time": 1.0},
+              "resistive": {"resistive_damping": 1.5}}.get(kind, {})
+    proto = protocol(kind, **fields)
+    cuff = np.array([[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]])
+    params = controller_parameters(proto, PATIENT, JOINT_NAMES, JOINT_LIMITS, [0.0, 0.1, 0.0, 1.0], cuff)
+    common = {"mode", "admittance.damping", "weight_support", "limb_masses", "soft_wall.lower", "soft_wall.upper",
+              "spasm.reaction"}
+    assert set(params) == common | keys
+    assert params["mode"] == CONTROLLER_MODES[kind] and params["limb_masses"] == [2.0, 1.6]
+    assert params["soft_wall.lower"][0] == 0.0 and params["soft_wall.upper"][0] == 1.4  # shoulder ROM
+    assert params["soft_wall.lower"][2] == pytest.approx(-0.05)  # held joint: ± 0.05 rad around it
+    assert all(isinstance(v, (str, float)) or all(isinstance(x, float) for x in v) for v in params.values())
+    if kind == "path_guidance":
+        assert params["path_guidance.waypoints"] == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]
+    if kind == "resistive":
+        assert params["resistive.damping"] == 1.5
+    if kind in ("active_assist", "assist_as_needed"):
+        assert params["assist.gain"] == 1.0

@@ -203,7 +203,10 @@ class SessionManagerNode(GracefulNode):
             try:
                 gain = last_gain(self.history_dir, self.patient.patient_id, self.protocol.name)
             except HistoryError as exc:
-                raise ConfigError(f"cannot start assist_as_needed from the last gain: {exc}") from None
+                # Full assistance (the protocol's initial gain) is the safe start without a history.
+                self.get_logger().error(f"{exc}; the assistance starts from the protocol's initial_gain "
+                                        f"{self.protocol.initial_gain:g}")
+                self.provenance["history_problem"] = str(exc)
             if gain is not None:
                 self.get_logger().info(f"assistance gain {gain:.3f} from the last session of {self.protocol.name}")
         limits = self.model.limits_by_joint()

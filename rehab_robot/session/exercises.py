@@ -590,10 +590,6 @@ class InteractiveRunner(SessionRunner):
         if self._rep is not None and self.state is SessionState.RUNNING:
             self._rep.interruptions.append({"time": round(now - self._started_at, 3), "event": "pause"})
 
-    def update_approach_done(self) -> bool:
-        """True once the approach has ended (the exercise proper runs)."""
-        return self.step_index > 0
-
     def exercise_report(self) -> dict:
         """The report's exercise part: type, per-repetition records, session summary, gains, controller events."""
         return {
