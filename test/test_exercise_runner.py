@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -294,7 +293,6 @@ def test_plans_have_no_hold_after_the_last_movement():
 def test_exercise_report_matches_the_documented_schema():
     """A report with the exercise part (repetitions, session metrics, controller events) validates against
     docs/report.schema.json; a repetition without its metrics does not."""
-    import datetime
     import json
 
     import jsonschema
