@@ -191,10 +191,20 @@ class SessionManagerNode(GracefulNode):
         self.create_timer(1.0 / p["tick_rate"], self.tick)
         self.diagnostics = DiagnosticsPublisher(self, self.report)
         self.get_logger().info(
-            f"patient {self.patient.patient_id}, protocol {self.protocol.name}: {self.protocol.repetitions} x "
-            f"{self.protocol.joint} {self.protocol.start_angle:.2f} <-> {self.protocol.end_angle:.2f} rad"
+            f"patient {self.patient.patient_id}, protocol {self.protocol.name}: {self._exercise_summary()}"
             + ("; starts when the arm is ready" if self.autostart else "; call session/start")
         )
+
+    def _exercise_summary(self) -> str:
+        """One line saying what the exercise is, for the log."""
+        p = self.protocol
+        if p.type == "isometric":
+            return (f"isometric, {p.repetitions} x push {p.joint} to {p.target_torque:g} N·m for {p.hold_time:g} s "
+                    f"at {p.hold_angle:.2f} rad")
+        if p.type == "path_guidance":
+            return f"path_guidance, {p.repetitions} x through {len(p.waypoints)} waypoints and back"
+        text = f"{p.repetitions} x {p.joint} {p.start_angle:.2f} <-> {p.end_angle:.2f} rad"
+        return text if p.type == "passive_rom" else f"{p.type}, {text}"
 
     def _interactive_runner(self, p: dict) -> InteractiveRunner:
         """The runner of an exercise in which the patient takes part, starting from the history's gain."""
