@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -380,3 +381,21 @@ def test_controller_parameters_of_each_type(kind, keys):
         assert params["resistive.damping"] == 1.5
     if kind in ("active_assist", "assist_as_needed"):
         assert params["assist.gain"] == 1.0
+
+
+def test_a_target_counts_within_the_protocols_tolerance():
+    """A patient who stops 0.1 rad short of each target reaches it with target_tolerance 0.15, not with 0.05."""
+    class ShortPatient(Patient):
+        def step(self, now, runner, joints):
+            super().step(now, runner, joints)
+            target = runner.target_position()
+            if runner.step_index > 0 and target is not None:
+                gap = target[ELBOW] - self.q[ELBOW]
+                if abs(gap) < 0.1:  # never closer than 0.1 rad
+                    self.q[ELBOW] = target[ELBOW] - math.copysign(0.1, gap or 1.0)
+
+    for tolerance, reached in ((0.15, True), (0.05, False)):
+        runner = make_runner(protocol("active", repetitions=1, target_tolerance=tolerance, movement_timeout=3.0))
+        run(runner, ShortPatient())
+        assert runner.state is SessionState.COMPLETED
+        assert [m["reached"] for m in runner.repetitions[0]["movements"]] == [reached, reached]

@@ -222,6 +222,7 @@ class InteractiveRunner(SessionRunner):
                  cuff_position: Optional[Callable[[np.ndarray], np.ndarray]] = None,
                  initial_gain: Optional[float] = None, **kwargs) -> None:
         super().__init__(protocol, joint_names, max_velocity, **kwargs)
+        self.target_tolerance = protocol.target_tolerance  # the protocol's, for the approach too
         self.patient = patient
         self.joint_names = list(joint_names)
         self.steps = plan_phases(protocol, joint_names)
