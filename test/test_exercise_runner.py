@@ -124,6 +124,7 @@ def test_active_types_complete_with_a_moving_patient(kind):
     # A joint without ROM limits is walled in at its start posture.
     assert calls[0]["soft_wall.upper"][1] - calls[0]["soft_wall.lower"][1] == pytest.approx(0.1)
     assert len(runner.repetitions) == 2 and all(r["reached"] for r in runner.repetitions)
+    assert runner.take_parameters() == {"mode": "position"}  # at the end: back to holding
     for rep in runner.repetitions:
         assert [m["target"]["elbow_flexion"] for m in rep["movements"]] == [1.2, 0.6]
         metrics = rep["metrics"]

@@ -240,6 +240,7 @@ class InteractiveRunner(SessionRunner):
         self.controller_events: list[dict] = []
         self._parameters_out: Optional[dict] = None
         self._configured = False
+        self._ever_configured = False
         self._gain_only = False
         self._rest_wanted_since: Optional[float] = None
         self._speed = 0.0
@@ -314,7 +315,7 @@ class InteractiveRunner(SessionRunner):
         if not success:
             self.abort(now, f"the motion controller refused the exercise parameters: {reason or 'no reason given'}")
             return
-        self._configured = True
+        self._configured = self._ever_configured = True
         self._gain_only = False
         if self.state is SessionState.RUNNING:
             self._enter_step(now, position)
@@ -571,6 +572,12 @@ class InteractiveRunner(SessionRunner):
             start = [self.posture[j] if j not in self.steps[0].targets else self.steps[0].targets[j]
                      for j in self.exercised]
             self._outbox.append(QuinticSegment.minimum_jerk(start, start, 0.5))
+
+    def _finish(self, now: float, state: SessionState, reason: str) -> None:
+        super()._finish(now, state, reason)
+        if self._ever_configured:
+            # Best effort: back to today's mode, where the arm holds; refused while it moves.
+            self._parameters_out = {"mode": "position"}
 
     def _enter_approach(self, now: float, position: np.ndarray, phase: Phase) -> None:
         self._step_started = now
