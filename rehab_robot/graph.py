@@ -163,6 +163,12 @@ RECORDED_TOPICS: tuple[TopicSpec, ...] = (
               "driver state (starting, holding, following, fault) and the fault's joint and reason; sent on change",
               keep_last_for_late_joiners=True),
     TopicSpec("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", "health of every node"),
+    TopicSpec("exercise/target", "sensor_msgs/msg/JointState",
+              "the exercise's current target shown to the patient: joint positions [rad], 50 Hz while it runs",
+              depth=1),
+    TopicSpec("controller/events", "diagnostic_msgs/msg/DiagnosticStatus",
+              "motion controller events: spasm, soft_wall_limit, mode (values: joint, force [N] or torque [N·m], "
+              "onset [s], reaction)", keep_last_for_late_joiners=True),
 )
 
 

@@ -8,7 +8,8 @@ time in ``NodeSpec.stop_rank`` order (session manager first, recorder last), whi
 Subcommands::
 
     rehab-robot run [name:=value ...] [--hardware X] [--patient F] [--protocol F] [--timeout S]
-    rehab-robot demo [name:=value ...] [--timeout S]
+    rehab-robot demo [name:=value ...] [--timeout S] [--exercise TYPE]
+    rehab-robot history PATIENT_ID [--output-dir D | --history-dir D]
     rehab-robot backends
     rehab-robot check --patient F --protocol F [--robot-description U]
     rehab-robot repair-bag PATH
@@ -716,6 +717,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     """``rehab-robot demo``: a complete simulated session with the shipped examples."""
     texts = _parse_launch_tokens(args.arguments, {})
+    if getattr(args, "exercise", None):
+        _demo_exercise(texts, args.exercise)
     for name, value in DEMO_FIXED_ARGUMENTS.items():
         if texts.setdefault(name, value).strip().lower() != value:
             raise ConfigError(f"the demo always runs with {name}:={value}")
@@ -732,7 +735,39 @@ def cmd_demo(args: argparse.Namespace) -> int:
             flush=True,
         )
         return status or 1
+    if getattr(args, "exercise", None):
+        from rehab_robot.session.exercises import format_exercise_metrics
+        print(format_exercise_metrics(report), flush=True)
     print(f"{PROG}: demo completed", flush=True)
+    return 0
+
+
+def _demo_exercise(texts: dict, exercise: str) -> None:
+    """``demo --exercise TYPE``: the shipped protocol of that type, with the virtual patient of the sim."""
+    from rehab_robot import resources
+    from rehab_robot.session.exercises import DEMO_VIRTUAL_PATIENT, EXAMPLE_PROTOCOLS
+
+    path = resources.share_dir() / "config" / "protocols" / EXAMPLE_PROTOCOLS[exercise]
+    if texts.setdefault("protocol", str(path)) != str(path):
+        raise ConfigError(f"demo --exercise {exercise} runs {path}; give either --exercise or protocol:=...")
+    if exercise != "passive_rom" and texts.setdefault("hardware", "sim") in ("sim", "sim_faults"):
+        texts.setdefault("hardware_options", json.dumps({"virtual_patient": DEMO_VIRTUAL_PATIENT}))
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    """``rehab-robot history PATIENT_ID``: the patient's progression, one session a row."""
+    from rehab_robot.session.history import format_history, history_path, read_history
+
+    directory = Path(args.history_dir) if args.history_dir else Path(args.output_dir) / "history"
+    path = history_path(directory, args.patient_id)
+    try:
+        data = read_history(path)
+    except FileNotFoundError:
+        raise ConfigError(f"no history for patient {args.patient_id!r}: {path} does not exist "
+                          f"(sessions of this patient write it; see --history-dir)") from None
+    except OSError as exc:
+        raise ConfigError(f"history file {path}: cannot be read: {exc.strerror or exc}") from None
+    print(format_history(data), flush=True)
     return 0
 
 
@@ -824,6 +859,11 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def _exercise_types() -> tuple[str, ...]:
+    from rehab_robot.session.profiles import EXERCISE_TYPES
+    return EXERCISE_TYPES
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the ``rehab-robot`` argument parser."""
     parser = _Parser(prog=PROG, description="Start and inspect rehab_robot sessions.")
@@ -842,7 +882,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("arguments", nargs="*", metavar="name:=value", help=launch_help)
     demo.add_argument("--timeout", type=float, default=DEMO_TIMEOUT,
                       help=f"stop and fail after this many [s] (default {DEMO_TIMEOUT:g})")
+    demo.add_argument("--exercise", choices=list(_exercise_types()),
+                      help="run the shipped example of this exercise type with a virtual patient")
     demo.set_defaults(func=cmd_demo)
+
+    history = sub.add_parser("history", help="print a patient's progression over their sessions")
+    history.add_argument("patient_id", help="the patient's pseudonymous id")
+    history.add_argument("--output-dir", default="sessions", help="the sessions folder (default: sessions); "
+                         "the history is in its history/ folder")
+    history.add_argument("--history-dir", help="the history folder itself (default: OUTPUT_DIR/history)")
+    history.set_defaults(func=cmd_history)
 
     backends = sub.add_parser("backends", help="list the hardware backends")
     backends.set_defaults(func=cmd_backends)

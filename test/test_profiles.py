@@ -115,7 +115,9 @@ def assert_mentions(message: str, *fragments: str) -> None:
 
 def test_schemas_are_valid_draft_2020_12():
     """Both schemas are valid Draft 2020-12 JSON Schemas."""
-    for schema in (profiles.PATIENT_SCHEMA, profiles.PROTOCOL_SCHEMA):
+    schemas = [profiles.PATIENT_SCHEMA, profiles.PROTOCOL_SCHEMA]
+    schemas += [profiles.protocol_schema(kind) for kind in profiles.EXERCISE_TYPES]
+    for schema in schemas:
         jsonschema.Draft202012Validator.check_schema(schema)
         assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
 
@@ -134,7 +136,9 @@ def test_every_schema_object_refuses_unknown_fields():
                 yield from objects(value)
 
     found = list(objects(profiles.PATIENT_SCHEMA)) + list(objects(profiles.PROTOCOL_SCHEMA))
-    assert len(found) == 5
+    assert len(found) == 6  # patient: file, patient, rom_limits; protocol: file, protocol, a waypoint
+    for kind in profiles.EXERCISE_TYPES:
+        found += list(objects(profiles.protocol_schema(kind)))
     assert all(schema.get("additionalProperties") is False for schema in found)
 
 
@@ -458,8 +462,8 @@ PROTOCOL_REFUSALS = {
     "name_trailing_newline": (
         changed(PROTOCOL, "protocol.name", "elbow\n"), "protocol.name", ["letters, digits"]),
     "unknown_type": (
-        changed(PROTOCOL, "protocol.type", "active_assist"), "protocol.type",
-        ["allowed values: passive_rom"]),
+        changed(PROTOCOL, "protocol.type", "active_asist"), "protocol.type",
+        ["did you mean 'active_assist'", "allowed values: passive_rom, active, active_assist"]),
     "unknown_joint": (
         changed(PROTOCOL, "protocol.joint", "wrist"), "protocol.joint",
         ["allowed values: " + ", ".join(JOINT_NAMES)]),
@@ -670,3 +674,143 @@ def test_accepted_protocols_respect_every_limit(start, end, repetitions, movemen
     assert 1 <= protocol.repetitions <= profiles.MAX_REPETITIONS
     assert protocol.estimated_duration <= profiles.MAX_SESSION_DURATION
     assert math.isfinite(protocol.estimated_duration)
+
+
+# ---------------------------------------------------------------------------
+# exercise types other than passive_rom (docs/exercises.md)
+
+TYPED_PATIENT = {"patient": dict(PATIENT["patient"], max_joint_torque=10.0, limb_masses=[2.0, 1.6])}
+INTERACTIVE = {
+    "active": {"name": "a", "type": "active", "joint": "elbow_flexion", "start_angle": 0.6, "end_angle": 1.2,
+               "repetitions": 2, "movement_timeout": 6.0, "target_tolerance": 0.08, "hold_duration": 0.3,
+               "spasm_reaction": "return_to_start", "weight_support": 0.5, "admittance_damping": 20.0},
+    "active_assist": {"name": "a", "type": "active_assist", "joint": "elbow_flexion", "start_angle": 0.6,
+                      "end_angle": 1.2, "repetitions": 2, "movement_duration": 1.5, "movement_timeout": 6.0,
+                      "onset_velocity": 0.05, "assist_stiffness": 40.0, "assist_deadband": 0.05,
+                      "assist_max_torque": 8.0},
+    "assist_as_needed": {"name": "a", "type": "assist_as_needed", "joint": "elbow_flexion", "start_angle": 0.6,
+                         "end_angle": 1.2, "repetitions": 3, "movement_duration": 1.5, "initial_gain": 0.8,
+                         "forgetting_factor": 0.9, "learning_rate": 2.0},
+    "resistive": {"name": "a", "type": "resistive", "joint": "elbow_flexion", "start_angle": 0.6, "end_angle": 1.2,
+                  "repetitions": 2, "resistive_damping": 1.0, "resistive_stiffness": 5.0, "resistive_max_torque": 5.0},
+    "isometric": {"name": "a", "type": "isometric", "joint": "elbow_flexion", "hold_angle": 1.0,
+                  "target_torque": -3.0, "hold_time": 1.0, "repetitions": 2, "rest_duration": 1.5,
+                  "contraction_timeout": 6.0, "torque_tolerance": 0.2},
+    "path_guidance": {"name": "a", "type": "path_guidance", "repetitions": 2, "channel_width": 0.03,
+                      "guidance_stiffness": 800.0, "waypoints": [
+                          {"shoulder_flexion": 0.3, "elbow_flexion": 1.3},
+                          {"shoulder_flexion": 0.7, "elbow_flexion": 0.8}]},
+}
+
+
+def typed(kind: str, **changes) -> dict:
+    fields = dict(INTERACTIVE[kind])
+    for key, value in changes.items():
+        if value is None:
+            fields.pop(key, None)
+        else:
+            fields[key] = value
+    return {"protocol": fields}
+
+
+def parse_typed(document):
+    patient = parse_patient(TYPED_PATIENT, "p.yaml", JOINT_LIMITS)
+    return parse_protocol(document, "q.yaml", patient, JOINT_LIMITS, VELOCITY_LIMITS)
+
+
+@pytest.mark.parametrize("kind", sorted(INTERACTIVE))
+def test_every_type_loads_with_its_fields_and_defaults(kind):
+    protocol = parse_typed(typed(kind))
+    assert protocol.type == kind and protocol.interactive
+    assert protocol.spasm_reaction in ("compliant_hold", "return_to_start")
+    if kind == "path_guidance":
+        assert protocol.waypoints[1] == {"shoulder_flexion": 0.7, "elbow_flexion": 0.8}
+        assert protocol.joint == "shoulder_flexion" and protocol.channel_width == 0.03
+    if kind == "assist_as_needed":
+        assert (protocol.initial_gain, protocol.forgetting_factor, protocol.movement_timeout) == (0.8, 0.9, 10.0)
+    if kind == "isometric":
+        assert (protocol.hold_angle, protocol.target_torque, protocol.hold_time) == (1.0, -3.0, 1.0)
+
+
+def test_shipped_examples_of_every_type_load():
+    """config/protocols ships one example per type, each valid for the example patient."""
+    patient = load_patient(resources.example_patient(), JOINT_LIMITS)
+    kinds = set()
+    for path in sorted((REPO / "config" / "protocols").glob("*.yaml")):
+        protocol = load_protocol(path, patient, JOINT_LIMITS, VELOCITY_LIMITS)
+        kinds.add(protocol.type)
+        assert protocol.estimated_duration < 60.0, path
+    assert kinds == set(profiles.EXERCISE_TYPES)
+
+
+@pytest.mark.parametrize("kind, field, value, fragments", [
+    ("active", "channel_width", 0.02, ["field 'channel_width' belongs to type path_guidance, not active"]),
+    ("active", "movement_duration", 1.5, ["'movement_duration' belongs to type passive_rom or active_assist"]),
+    ("isometric", "start_angle", 0.5, ["belongs to type passive_rom or active", "not isometric"]),
+    ("path_guidance", "joint", "elbow_flexion", ["'joint' belongs to type", "not path_guidance"]),
+    ("resistive", "assist_deadband", 0.1, ["belongs to type active_assist or assist_as_needed, not resistive"]),
+    ("passive_rom", "spasm_reaction", "compliant_hold", ["not passive_rom"]),
+])
+def test_a_field_of_another_type_is_refused_by_name(kind, field, value, fragments):
+    document = typed("active", type=kind) if kind == "passive_rom" else typed(kind)
+    if kind == "passive_rom":
+        document = changed(PROTOCOL, "protocol." + field, value)
+    else:
+        document["protocol"][field] = value
+    message = refused(parse_typed, document)
+    assert_mentions(message, "protocol.%s" % field, *fragments)
+
+
+@pytest.mark.parametrize("kind, changes, where, fragments", [
+    ("active", {"movement_timeout": 0.5}, "movement_timeout", ["out of range", "from 1.0 to 120.0 s"]),
+    ("active", {"movement_timeout": 1.0}, "movement_timeout", ["too short to move", "at least 1.13 s"]),
+    ("active", {"end_angle": 2.2}, "end_angle", ["outside the range of motion", "[0.2, 2.0]"]),
+    ("active", {"spasm_reaction": "freeze"}, "spasm_reaction", ["allowed values: compliant_hold, return_to_start"]),
+    ("active", {"target_tolerance": float("nan")}, "target_tolerance", ["finite number"]),
+    ("active", {"weight_support": 1.5}, "weight_support", ["from 0.0 to 1.0"]),
+    ("active_assist", {"movement_duration": None}, "movement_duration", ["missing"]),
+    ("active_assist", {"movement_duration": 0.6}, "movement_duration", ["peak speed", "at least 1.13 s"]),
+    ("active_assist", {"movement_timeout": 1.5}, "movement_timeout", ["no time beyond the reference movement"]),
+    ("active_assist", {"assist_max_torque": 12.0}, "assist_max_torque", ["above the max_joint_torque", "10.0 N·m"]),
+    ("assist_as_needed", {"forgetting_factor": 0.0}, "forgetting_factor", ["greater than 0"]),
+    ("assist_as_needed", {"initial_gain": float("inf")}, "initial_gain", ["out of range"]),
+    ("resistive", {"resistive_damping": 0.0, "resistive_stiffness": 0.0}, "resistive_damping", ["no resistance"]),
+    ("resistive", {"resistive_max_torque": 20.0}, "resistive_max_torque", ["above the max_joint_torque"]),
+    ("isometric", {"target_torque": 0.0}, "target_torque", ["asks for no effort"]),
+    ("isometric", {"target_torque": -11.0}, "target_torque", ["above the max_joint_torque"]),
+    ("isometric", {"hold_time": 7.0}, "hold_time", ["cannot be held within contraction_timeout"]),
+    ("isometric", {"hold_angle": 2.5}, "hold_angle", ["outside the range of motion"]),
+    ("isometric", {"joint": "shoulder_rotation"}, "joint", ["no ROM limits", "allowed joints"]),
+    ("path_guidance", {"waypoints": [{"elbow_flexion": 1.0}]}, "waypoints", ["has 1 item(s)", "2 to 10 arm postures"]),
+    ("path_guidance", {"channel_width": 0.5}, "channel_width", ["from 0.005 to 0.1 m"]),
+    ("path_guidance", {"waypoints": [{"elbow_flexion": 1.0}, {"elbow_flexion": 1.02}]}, "waypoints[1]",
+     ["within target_tolerance"]),
+    ("path_guidance", {"waypoints": [{"elbow_flexion": 1.0}, {"shoulder_flexion": 0.5}]}, "waypoints[1]",
+     ["must name the same joints"]),
+    ("path_guidance", {"waypoints": [{"elbow_flexion": 1.0}, {"elbow_flexion": 2.3}]}, "waypoints[1].elbow_flexion",
+     ["outside the range of motion"]),
+    ("path_guidance", {"waypoints": [{"elbow_flexion": 1.0}, {"elbow_fexion": 1.5}]}, "waypoints[1].elbow_fexion",
+     ["unknown joint", "did you mean 'elbow_flexion'"]),
+    ("path_guidance", {"waypoints": [{"shoulder_rotation": 0.0}, {"shoulder_rotation": 0.5}]},
+     "waypoints[0].shoulder_rotation", ["no ROM limits"]),
+])
+def test_bad_fields_of_each_type_are_refused_by_name(kind, changes, where, fragments):
+    message = refused(parse_typed, typed(kind, **changes))
+    assert_mentions(message, f"field 'protocol.{where}'", *fragments)
+
+
+def test_weight_support_needs_limb_masses():
+    patient = parse_patient(PATIENT, "p.yaml", JOINT_LIMITS)  # no limb_masses
+    message = refused(parse_protocol, typed("active"), "q.yaml", patient, JOINT_LIMITS, VELOCITY_LIMITS)
+    assert_mentions(message, "protocol.weight_support", "no limb_masses")
+
+
+@pytest.mark.parametrize("field, value, fragments", [
+    ("limb_masses", [2.0], ["has 1 item(s)", "[upper_arm, forearm_and_hand]"]),
+    ("limb_masses", [2.0, 25.0], ["out of range", "kg"]),
+    ("max_joint_torque", 80.0, ["out of range", "N·m"]),
+    ("max_joint_torque", float("nan"), ["finite number"]),
+])
+def test_patient_interaction_fields_are_checked(field, value, fragments):
+    message = refused(parse_patient, changed(TYPED_PATIENT, "patient." + field, value), "p.yaml", JOINT_LIMITS)
+    assert_mentions(message, "patient." + field, *fragments)

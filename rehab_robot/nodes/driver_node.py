@@ -5,7 +5,9 @@ effort = feed-forward torque [N·m]), ``safety/heartbeat`` (std_msgs/Bool) and
 ``safety/status`` (diagnostic_msgs/DiagnosticStatus, for the operator's resets).
 Publishes ``joint_states`` (sensor_msgs/JointState) and ``ft_sensor/wrench``
 (geometry_msgs/WrenchStamped) every loop cycle, and ``hardware/status``
-(diagnostic_msgs/DiagnosticStatus) on every change of the driver's state.
+(diagnostic_msgs/DiagnosticStatus) on every change of the driver's state. A backend with a
+virtual patient (``set_patient_target``, the sim) is shown the exercise's target from
+``exercise/target`` (sensor_msgs/JointState, joint positions [rad]).
 
 The control cycle (:class:`~rehab_robot.hardware.driver_loop.DriverLoop`) runs on a
 thread of its own at ``loop_rate``; subscriptions only fill its latest-value slots and
@@ -23,6 +25,7 @@ from typing import Optional
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 from geometry_msgs.msg import WrenchStamped
 from sensor_msgs.msg import JointState
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Bool
 
 from rehab_robot.errors import ConfigError, HardwareError
@@ -57,6 +60,9 @@ PARAMETERS = (
               "a separate F/T sensor driver publishes it)"),
 )
 
+#: QoS of ``exercise/target``: reliable, volatile, the latest target only (contract B).
+EXERCISE_TARGET_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE,
+                                 history=HistoryPolicy.KEEP_LAST, depth=1)
 #: How long [s] the driver waits on shutdown for the arm to come to rest.
 SHUTDOWN_REST_TIMEOUT = 1.0
 #: Period [s] of the executor-side housekeeping: log lines from the loop, status changes.
@@ -114,6 +120,9 @@ class HardwareDriverNode(GracefulNode):
         self.create_subscription(Bool, "safety/heartbeat", self.on_heartbeat, subscriber_qos("safety/heartbeat"))
         self.create_subscription(DiagnosticStatus, "safety/status", self.on_safety_status,
                                  subscriber_qos("safety/status"))
+        self.bad_targets = 0
+        if callable(getattr(self.hardware, "set_patient_target", None)):
+            self.create_subscription(JointState, "exercise/target", self.on_exercise_target, EXERCISE_TARGET_QOS)
         self.driver = DriverLoop(self.hardware, self.gate, budget, self.publish_sample,
                                  lambda level, text: self._log_queue.append((level, text)))
         self.loop = PeriodicLoop(1.0 / p["loop_rate"], self.cycle, "driver_loop")
@@ -140,6 +149,19 @@ class HardwareDriverNode(GracefulNode):
         except ValueError as exc:
             self.rejected_commands += 1
             self._log_queue.append(("error", f"joint command refused: {exc}"))
+
+    def on_exercise_target(self, msg: JointState) -> None:
+        """Show the backend's virtual patient the exercise target, stamped on the backend's clock (now)."""
+        sample = self.driver.last_sample
+        if sample is None:
+            return
+        try:
+            (position,) = joint_arrays(msg, self.joint_names, ("position",))
+            self.hardware.set_patient_target(position, sample.stamp)
+        except ValueError as exc:
+            self.bad_targets += 1
+            if self.bad_targets == 1:
+                self._log_queue.append(("warning", f"exercise/target refused: {exc}"))
 
     def on_safety_status(self, msg: DiagnosticStatus) -> None:
         """An operator's ``safety/reset`` request (a new request count) asks the backend to clear its fault."""

@@ -3,11 +3,20 @@
 Loads the patient profile and exercise protocol (refusing bad files before anything
 moves), offers ``session/start|pause|resume|stop`` (std_srvs/Trigger), sends the
 exercise motions on ``joint_trajectory`` and publishes ``session/status``
-(diagnostic_msgs/DiagnosticStatus). At the end it writes ``<session_dir>/report.json``.
+(diagnostic_msgs/DiagnosticStatus). At the end it writes ``<session_dir>/report.json``
+and appends the session to the patient's history (``<output_dir>/history/<id>.json``).
+
+Exercises in which the patient takes part (docs/exercises.md) also: set the
+``motion_controller``'s mode and gains at rest with one
+``motion_controller/set_parameters_atomically`` call (contract A, the exercise is aborted
+with the controller's reason if it refuses), publish the current target on
+``exercise/target`` (sensor_msgs/JointState, 50 Hz while the exercise runs) and pause on
+a ``controller/events`` spasm or soft-wall event.
 """
 
 from __future__ import annotations
 
+import collections
 import sys
 import time
 from pathlib import Path
@@ -17,6 +26,9 @@ import numpy as np
 import yaml
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 from geometry_msgs.msg import WrenchStamped
+from rcl_interfaces.srv import SetParametersAtomically
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
@@ -30,7 +42,10 @@ from rehab_robot.nodes.common import (
 )
 from rehab_robot.nodes.conversions import joint_arrays, trajectory_msg
 from rehab_robot.safety.gate import HeartbeatMonitor
+from rehab_robot.session.exercises import InteractiveRunner, controller_parameters
+from rehab_robot.session.history import HistoryError, append_session, history_entry, last_gain
 from rehab_robot.session.interaction import CuffForceTare
+from rehab_robot.session.repetition_metrics import PassiveRepetitions, SampleLog
 from rehab_robot.session.profiles import load_patient, load_protocol
 from rehab_robot.session.provenance import hardware_record, keep_input, software_record
 from rehab_robot.session.report import build_report, write_report
@@ -50,6 +65,8 @@ PARAMETERS = (
     ParamSpec("hardware", "sim", "hardware backend the driver runs, for the report"),
     ParamSpec("hardware_options", "{}", "the backend's options (YAML mapping), for the report"),
     ParamSpec("tick_rate", 50.0, "session update rate [Hz]", "10 to 200 Hz", lambda v: 10.0 <= v <= 200.0),
+    ParamSpec("history_dir", "", "folder of the per-patient history files (empty: the history folder next to "
+              "the session folder, <output_dir>/history)"),
     ParamSpec("wait_for_nodes", ["motion_controller"], "nodes that must subscribe to joint_trajectory before "
               "the exercise starts (the controller; the recorder, so the bag holds the whole session)",
               "node names", lambda v: all(isinstance(n, str) and n for n in v)),
@@ -71,6 +88,13 @@ CAUSE_SLACK = 0.05
 HEARTBEAT_TIMEOUT = 1.0
 #: How long [s] an interruption waits for the supervisor's cause before the heartbeat's own text is kept.
 CAUSE_WAIT = 0.5
+#: QoS of ``exercise/target`` (contract B): reliable, volatile, only the latest target matters.
+TARGET_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE,
+                        history=HistoryPolicy.KEEP_LAST, depth=1)
+#: QoS of ``controller/events`` (contract B): reliable, kept for late joiners, like session/events.
+CONTROLLER_EVENTS_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE,
+                                   durability=DurabilityPolicy.TRANSIENT_LOCAL,
+                                   history=HistoryPolicy.KEEP_LAST, depth=10)
 
 
 def _options_mapping(text: str) -> Any:
@@ -115,10 +139,24 @@ class SessionManagerNode(GracefulNode):
         self.autostart = p["autostart"]
         self.exit_when_done = p["exit_when_done"]
         self.ready_deadline = time.monotonic() + p["ready_timeout"]
-        self.runner = SessionRunner(
-            self.protocol, self.joint_names, self.protocol.max_velocity,
-            pause_timeout=p["pause_timeout"], auto_resume_limit=p["auto_resume_limit"],
-        )
+        self.history_dir = Path(p["history_dir"]) if p["history_dir"] else self.session_dir.parent / "history"
+        if self.protocol.interactive:
+            self.runner = self._interactive_runner(p)
+        else:
+            self.runner = SessionRunner(
+                self.protocol, self.joint_names, self.protocol.max_velocity,
+                pause_timeout=p["pause_timeout"], auto_resume_limit=p["auto_resume_limit"],
+            )
+        self._parameter_call = None
+        self._pending_parameters: Optional[dict] = None
+        self._wrench: Optional[np.ndarray] = None
+        self._torque_window: collections.deque = collections.deque(maxlen=25)
+        self._torque_bias = np.zeros(3)
+        self.velocity: Optional[np.ndarray] = None
+        self.effort: Optional[np.ndarray] = None
+        # Passive exercises: the per-repetition metrics are computed here, from the runner's events.
+        self.passive_log = SampleLog()
+        self.passive_repetitions = PassiveRepetitions(self.joint_names, self.protocol.joint)
         # The session does not command the drives, and learns of every stop of theirs from
         # hardware/status: a late tick of its own must not pause the exercise.
         self.heartbeat = HeartbeatMonitor(HEARTBEAT_TIMEOUT)
@@ -141,32 +179,118 @@ class SessionManagerNode(GracefulNode):
         watch_heartbeat_and_drives(self, self.heartbeat)
         self.create_subscription(DiagnosticStatus, "safety/status", self.on_safety_status, subscriber_qos("safety/status"))
         self.create_subscription(JointState, "joint_commands", self.on_command, subscriber_qos("joint_commands"))
+        if self.protocol.interactive:
+            self.target_pub = self.create_publisher(JointState, "exercise/target", TARGET_QOS)
+            self.parameter_client = self.create_client(SetParametersAtomically,
+                                                       "motion_controller/set_parameters_atomically")
+            self.create_subscription(DiagnosticStatus, "controller/events", self.on_controller_event,
+                                     CONTROLLER_EVENTS_QOS)
         for name, handler in (("start", self.on_start), ("pause", self.on_pause),
                               ("resume", self.on_resume), ("stop", self.on_stop)):
             self.create_service(Trigger, f"session/{name}", handler)
         self.create_timer(1.0 / p["tick_rate"], self.tick)
         self.diagnostics = DiagnosticsPublisher(self, self.report)
         self.get_logger().info(
-            f"patient {self.patient.patient_id}, protocol {self.protocol.name}: {self.protocol.repetitions} x "
-            f"{self.protocol.joint} {self.protocol.start_angle:.2f} <-> {self.protocol.end_angle:.2f} rad"
+            f"patient {self.patient.patient_id}, protocol {self.protocol.name}: {self._exercise_summary()}"
             + ("; starts when the arm is ready" if self.autostart else "; call session/start")
         )
+
+    def _exercise_summary(self) -> str:
+        """One line saying what the exercise is, for the log."""
+        p = self.protocol
+        if p.type == "isometric":
+            return (f"isometric, {p.repetitions} x push {p.joint} to {p.target_torque:g} N·m for {p.hold_time:g} s "
+                    f"at {p.hold_angle:.2f} rad")
+        if p.type == "path_guidance":
+            return f"path_guidance, {p.repetitions} x through {len(p.waypoints)} waypoints and back"
+        text = f"{p.repetitions} x {p.joint} {p.start_angle:.2f} <-> {p.end_angle:.2f} rad"
+        return text if p.type == "passive_rom" else f"{p.type}, {text}"
+
+    def _interactive_runner(self, p: dict) -> InteractiveRunner:
+        """The runner of an exercise in which the patient takes part, starting from the history's gain."""
+        gain = None
+        if self.protocol.type == "assist_as_needed":
+            try:
+                gain = last_gain(self.history_dir, self.patient.patient_id, self.protocol.name)
+            except HistoryError as exc:
+                # Full assistance (the protocol's initial gain) is the safe start without a history.
+                self.get_logger().error(f"{exc}; the assistance starts from the protocol's initial_gain "
+                                        f"{self.protocol.initial_gain:g}")
+                self.provenance["history_problem"] = str(exc)
+            if gain is not None:
+                self.get_logger().info(f"assistance gain {gain:.3f} from the last session of {self.protocol.name}")
+        limits = self.model.limits_by_joint()
+
+        def parameters(posture, assist_gain):
+            cuff = None
+            if self.protocol.type == "path_guidance":
+                cuff = np.array([self.cuff_position(self._posture_at(posture, w)) for w in self.protocol.waypoints])
+            return controller_parameters(self.protocol, self.patient, self.joint_names, limits, posture,
+                                         cuff_waypoints=cuff, gain=assist_gain)
+
+        return InteractiveRunner(
+            self.protocol, self.patient, self.joint_names, self.protocol.max_velocity,
+            make_parameters=parameters, cuff_position=self.cuff_position, initial_gain=gain,
+            pause_timeout=p["pause_timeout"], auto_resume_limit=p["auto_resume_limit"],
+        )
+
+    def _posture_at(self, posture, waypoint) -> np.ndarray:
+        q = np.array(posture, dtype=float)
+        for name, angle in waypoint.items():
+            q[self.joint_names.index(name)] = angle
+        return q
+
+    def cuff_position(self, q) -> np.ndarray:
+        """Position [m] of ``cuff_link`` in ``base_link`` at joint positions ``q`` [rad]."""
+        return self.model.forward_kinematics(q, "cuff_link")[:3, 3]
 
     # --- inputs ---------------------------------------------------------------------
 
     def on_joint_state(self, msg: JointState) -> None:
-        """Keep the latest measured position [rad]."""
+        """Keep the latest measured position [rad] (and velocity [rad/s], effort [N·m] when sent)."""
         try:
             (position,) = joint_arrays(msg, self.joint_names, ("position",))
         except ValueError:
             return  # the supervisor latches a stop on malformed states
         self.position = position
+        try:  # for the per-repetition metrics
+            self.velocity, self.effort = joint_arrays(msg, self.joint_names, ("velocity", "effort"))
+        except ValueError:
+            self.velocity, self.effort = None, None
+
+    def on_controller_event(self, msg: DiagnosticStatus) -> None:
+        """A ``controller/events`` spasm or soft_wall_limit interrupts the exercise (manual resume)."""
+        if msg.name not in ("spasm", "soft_wall_limit") or self.position is None:
+            return
+        values = {kv.key: kv.value for kv in msg.values}
+        self.get_logger().warning(f"controller event {msg.name}: {msg.message}; the session pauses")
+        self.runner.controller_event(time.monotonic(), self.position, msg.name, msg.message, values)
+
+    def joint_torques(self) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+        """Robot and patient joint torques [N·m] now, for the work shares (None when unknown).
+
+        Robot: the motor effort minus the torque that holds the arm's own links against
+        gravity. Patient: J^T W, W the cuff wrench minus the resting load, J the Jacobian of
+        ``ft_sensor_link`` in its own frame.
+        """
+        if self.position is None or self.effort is None or self._wrench is None or self.cuff_force.bias is None:
+            return None, None
+        robot = self.effort - self.model.gravity_torques(self.position)
+        rotation = self.sensor_rotation()
+        force = self.cuff_force.active_force_vector(self._wrench[:3], rotation)
+        wrench = np.concatenate([force, self._wrench[3:] - self._torque_bias])
+        jacobian = self.model.frame_jacobian(self.position, "ft_sensor_link", "local")
+        return robot, jacobian.T @ wrench
 
     def on_wrench(self, msg: WrenchStamped) -> None:
         """Keep the latest cuff force magnitude [N]."""
         f = msg.wrench.force
         force = (f.x, f.y, f.z)
         self._last_wrench = time.monotonic()
+        t = msg.wrench.torque  # the whole wrench, for the patient's joint torques
+        self._wrench = np.array([f.x, f.y, f.z, t.x, t.y, t.z], dtype=float)
+        if np.all(np.isfinite(self._wrench)):
+            self._torque_window.append(self._wrench[3:])
         self.cuff_force.add(self._last_wrench, force)
         # Kinematics only once there is a resting load to carry along (after the tare).
         rotation = self.sensor_rotation() if self.cuff_force.bias is not None else None
@@ -250,6 +374,8 @@ class SessionManagerNode(GracefulNode):
             except ValueError as exc:
                 return False, f"cannot start: the cuff force cannot be tared ({exc})"
             self.provenance["interaction_force"] = self.cuff_force.describe()
+            if self._torque_window:
+                self._torque_bias = np.mean(self._torque_window, axis=0)
             self.force_norm = None  # computed before the tare: the next reading replaces it
         return self.runner.start(now, self.position, self.heartbeat.permits(now))
 
@@ -285,11 +411,21 @@ class SessionManagerNode(GracefulNode):
                 self.runner.abort(now, f"arm not ready within the ready timeout: {reason or 'motion permitted only intermittently'}")
         if self.position is not None:
             resumes, pending = self.runner.auto_resumes, self.runner.cause_pending
-            self.runner.update(now, self.position, self.force_norm, permitted, "" if permitted else self.stop_cause())
+            cause = "" if permitted else self.stop_cause()
+            if self.protocol.interactive:
+                robot, patient = self.joint_torques()
+                self.runner.update(now, self.position, self.force_norm, permitted, cause, velocity=self.velocity,
+                                   effort=self.effort, robot_torque=robot, patient_torque=patient)
+            else:
+                self.runner.update(now, self.position, self.force_norm, permitted, cause)
+                self.log_passive(now)
             if self.runner.auto_resumes > resumes:
                 self.get_logger().warning(f"session resumed automatically: {self.runner.events[-1]['event']}")
             self.name_pending_interruption(now, pending)
         self.flush_motion()
+        if self.protocol.interactive:
+            self.exchange_parameters(now)
+            self.publish_target()
         self.publish_events()
         if now - self._last_status >= STATUS_PERIOD:
             self._last_status = now
@@ -318,11 +454,55 @@ class SessionManagerNode(GracefulNode):
                         KeyValue(key="session_id", value=self.session_id)]))
         self._events_sent = len(self.runner.events)
 
+    def exchange_parameters(self, now: float) -> None:
+        """Send the controller parameters the runner asks for (one atomic call); hand it the answer."""
+        parameters = self.runner.take_parameters()
+        if parameters is not None:
+            self._pending_parameters = parameters
+        if self._pending_parameters is not None and self._parameter_call is None \
+                and self.parameter_client.service_is_ready():
+            request = SetParametersAtomically.Request(
+                parameters=[Parameter(name, value=value).to_parameter_msg()
+                            for name, value in self._pending_parameters.items()])
+            self.get_logger().info(f"motion_controller parameters: {self._pending_parameters}")
+            self._pending_parameters = None
+            self._parameter_call = self.parameter_client.call_async(request)
+        # A call not answered in time: the runner aborts after its own time-out.
+        if self._parameter_call is not None and self._parameter_call.done():
+            call, self._parameter_call = self._parameter_call, None
+            try:
+                result = call.result().result
+                success, reason = bool(result.successful), result.reason
+            except Exception as exc:  # noqa: BLE001 - a failed call is a refusal with its reason
+                success, reason = False, f"the call failed: {exc}"
+            if not success:
+                self.get_logger().error(f"motion_controller refused the parameters: {reason}")
+            self.runner.parameters_result(now, self.position, success, reason)
+
+    def log_passive(self, now: float) -> None:
+        """Log a sample of a passive exercise and close the repetitions its runner has completed."""
+        runner = self.runner
+        if runner.state in (SessionState.RUNNING, SessionState.PAUSED) and runner.step_index > 0 \
+                and self.velocity is not None:
+            robot, patient = self.joint_torques()
+            self.passive_log.add(now, self.position, self.velocity, self.force_norm, robot, patient)
+        self.passive_repetitions.update(runner._started_at, runner.events, self.passive_log)
+
+    def publish_target(self) -> None:
+        """Publish the exercise's current target on ``exercise/target`` (joint positions [rad])."""
+        target = self.runner.target_position()
+        if target is None:
+            return
+        msg = JointState(name=list(self.joint_names), position=[float(x) for x in target])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self.target_pub.publish(msg)
+
     def flush_motion(self) -> None:
         """Send the motions the runner has queued."""
+        joints = getattr(self.runner, "moved_joints", [self.protocol.joint])
         while (segment := self.runner.take_motion()) is not None:
             trajectory = SampledTrajectory.from_segment(segment, TRAJECTORY_STEP)
-            msg = trajectory_msg([self.protocol.joint], trajectory)
+            msg = trajectory_msg(joints, trajectory)
             # Stamped with its start: a controller that receives it late (discovery) knows.
             msg.header.stamp = self.get_clock().now().to_msg()
             self.trajectory_pub.publish(msg)
@@ -333,6 +513,16 @@ class SessionManagerNode(GracefulNode):
             self.session_id, self.patient.patient_id, self.protocol.name, self.runner.outcome(), self.runner.metrics,
             self.provenance,
         )
+        if self.protocol.interactive:
+            report.update(self.runner.exercise_report())
+        else:
+            report.update(self.passive_repetitions.report())
+        try:
+            path = append_session(self.history_dir, self.patient.patient_id, history_entry(report))
+            report["history"] = {"file": str(path), "updated": True, "problem": ""}
+        except HistoryError as exc:
+            self.get_logger().error(f"patient history not updated: {exc}")
+            report["history"] = {"file": str(self.history_dir), "updated": False, "problem": str(exc)}
         self.publish_events()
         self.report_path = write_report(self.session_dir / "report.json", report)
         self.status_pub.publish(self.status())

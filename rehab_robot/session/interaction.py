@@ -74,6 +74,15 @@ class CuffForceTare:
             return float(np.linalg.norm(force - np.asarray(rotation, dtype=float).T @ self._load_in_base))
         return float(np.linalg.norm(force - self.bias))
 
+    def active_force_vector(self, force, rotation=None) -> np.ndarray:
+        """Return ``force`` [N] (sensor frame) minus the resting load, as a vector (the raw force before a tare)."""
+        force = np.asarray(force, dtype=float)
+        if self.bias is None:
+            return force
+        if self._load_in_base is not None and rotation is not None:
+            return force - np.asarray(rotation, dtype=float).T @ self._load_in_base
+        return force - self.bias
+
     def describe(self) -> dict:
         """Return how the reported force was obtained, for the session report."""
         if self.bias is None:

@@ -25,6 +25,7 @@ All angles are in [rad], durations in [s], speeds in [rad/s], forces in [N].
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import difflib
 import math
@@ -32,7 +33,7 @@ import os
 import re
 import types
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping, Sequence, Union
+from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 
 import jsonschema
 import yaml
@@ -68,6 +69,10 @@ MAX_SESSION_DURATION = 3600.0
 #: Shortest one-way move [s]: faster is not a passive exercise and the controller
 #: needs several cycles to follow it.
 MIN_MOVEMENT_DURATION = 0.5
+#: Highest torque a profile may allow an exercise [N·m] (a typo must not switch the bound off).
+MAX_JOINT_TORQUE_CEILING = 50.0
+#: Default bound on the torques an exercise may ask of or apply to a patient's joint [N·m].
+DEFAULT_MAX_JOINT_TORQUE = 10.0
 #: Largest file accepted [bytes]; real files are well under 2 KiB.
 MAX_FILE_SIZE = 64 * 1024
 
@@ -130,6 +135,19 @@ PATIENT_SCHEMA: dict[str, Any] = {
                     "maximum": MAX_INTERACTION_FORCE_CEILING,
                     "x-unit": "N",
                 },
+                "limb_masses": {
+                    "type": "array",
+                    "items": {"type": "number", "minimum": 0, "maximum": 20, "x-unit": "kg"},
+                    "minItems": 2,
+                    "maxItems": 2,
+                    "x-help": "a list [upper_arm, forearm_and_hand] of two masses in kg",
+                },
+                "max_joint_torque": {
+                    "type": "number",
+                    "exclusiveMinimum": 0,
+                    "maximum": MAX_JOINT_TORQUE_CEILING,
+                    "x-unit": "N·m",
+                },
                 "notes": {"type": "string", "maxLength": 2000},
             },
         }
@@ -138,33 +156,163 @@ PATIENT_SCHEMA: dict[str, Any] = {
 
 _DURATION_MAX = {"maximum": MAX_SESSION_DURATION, "x-unit": "s"}
 
-#: JSON Schema (Draft 2020-12) of an exercise protocol file.
-PROTOCOL_SCHEMA: dict[str, Any] = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "title": "rehab_robot exercise protocol",
-    "type": "object",
-    "required": ["protocol"],
-    "additionalProperties": False,
-    "properties": {
-        "protocol": {
+#: The exercise types a protocol may name (docs/exercises.md).
+EXERCISE_TYPES = (
+    "passive_rom", "active", "active_assist", "assist_as_needed", "resistive", "isometric", "path_guidance",
+)
+#: Types in which the patient moves and the session waits for targets to be reached.
+ACTIVE_TYPES = ("active", "active_assist", "assist_as_needed", "resistive", "path_guidance")
+#: Spasm reactions the controller offers (contract A, ``spasm.reaction``).
+SPASM_REACTIONS = ("compliant_hold", "return_to_start")
+#: Longest time a patient gets for one movement or contraction [s].
+MAX_MOVEMENT_TIMEOUT = 120.0
+#: Most waypoints of a guided path.
+MAX_WAYPOINTS = 10
+
+_POSITIVE_TIME = {"type": "number", "exclusiveMinimum": 0, **_DURATION_MAX}
+
+
+def _number(low: float, high: float, unit: str = "", exclusive_low: bool = False) -> dict:
+    schema: dict[str, Any] = {"type": "number", "maximum": high}
+    schema["exclusiveMinimum" if exclusive_low else "minimum"] = low
+    if unit:
+        schema["x-unit"] = unit
+    return schema
+
+
+#: Schema of every protocol field, whatever its type (units in ``x-unit``).
+PROTOCOL_FIELDS: dict[str, dict[str, Any]] = {
+    "name": {"type": "string", "pattern": _CODE_PATTERN, "x-help": _CODE_HELP},
+    "type": {"type": "string", "enum": list(EXERCISE_TYPES)},
+    "joint": {"type": "string", "enum": list(JOINT_NAMES)},
+    "start_angle": _ANGLE,
+    "end_angle": _ANGLE,
+    "repetitions": {"type": "integer", "minimum": 1, "maximum": MAX_REPETITIONS},
+    "movement_duration": {"type": "number", "minimum": MIN_MOVEMENT_DURATION, **_DURATION_MAX},
+    "hold_duration": {"type": "number", "minimum": 0, **_DURATION_MAX},
+    "movement_timeout": _number(1.0, MAX_MOVEMENT_TIMEOUT, "s"),
+    "target_tolerance": _number(0.01, 0.3, "rad"),
+    "spasm_reaction": {"type": "string", "enum": list(SPASM_REACTIONS)},
+    "weight_support": _number(0.0, 1.0),
+    "admittance_damping": _number(2.0, 200.0, "N·s/m"),
+    "onset_velocity": _number(0.01, 1.0, "rad/s"),
+    "assist_stiffness": _number(0.0, 200.0, "N·m/rad"),
+    "assist_deadband": _number(0.0, 0.5, "rad"),
+    "assist_max_torque": _number(0.0, MAX_JOINT_TORQUE_CEILING, "N·m", exclusive_low=True),
+    "initial_gain": _number(0.0, 1.0),
+    "forgetting_factor": _number(0.0, 1.0, exclusive_low=True),
+    "learning_rate": _number(0.0, 100.0, "1/rad"),
+    "resistive_damping": _number(0.0, 50.0, "N·m·s/rad"),
+    "resistive_stiffness": _number(0.0, 200.0, "N·m/rad"),
+    "resistive_max_torque": _number(0.0, MAX_JOINT_TORQUE_CEILING, "N·m", exclusive_low=True),
+    "hold_angle": _ANGLE,
+    "target_torque": _number(-MAX_JOINT_TORQUE_CEILING, MAX_JOINT_TORQUE_CEILING, "N·m"),
+    "torque_tolerance": _number(0.0, 0.5),
+    "hold_time": _number(0.5, 60.0, "s"),
+    "rest_duration": {"type": "number", "minimum": 0, **_DURATION_MAX},
+    "contraction_timeout": _number(1.0, MAX_MOVEMENT_TIMEOUT, "s"),
+    "waypoints": {
+        "type": "array",
+        "minItems": 2,
+        "maxItems": MAX_WAYPOINTS,
+        "items": {
             "type": "object",
-            "required": [
-                "name", "type", "joint", "start_angle", "end_angle", "repetitions", "movement_duration",
-            ],
+            "minProperties": 1,
             "additionalProperties": False,
-            "properties": {
-                "name": {"type": "string", "pattern": _CODE_PATTERN, "x-help": _CODE_HELP},
-                "type": {"type": "string", "enum": ["passive_rom"]},
-                "joint": {"type": "string", "enum": list(JOINT_NAMES)},
-                "start_angle": _ANGLE,
-                "end_angle": _ANGLE,
-                "repetitions": {"type": "integer", "minimum": 1, "maximum": MAX_REPETITIONS},
-                "movement_duration": {"type": "number", "minimum": MIN_MOVEMENT_DURATION, **_DURATION_MAX},
-                "hold_duration": {"type": "number", "minimum": 0, **_DURATION_MAX},
-            },
-        }
+            "properties": {joint: _ANGLE for joint in JOINT_NAMES},
+            "x-item": "joint",
+        },
+        "x-help": f"a list of 2 to {MAX_WAYPOINTS} arm postures, each a mapping joint: angle in rad",
     },
+    "channel_width": _number(0.005, 0.1, "m"),
+    "guidance_stiffness": _number(50.0, 2000.0, "N/m"),
 }
+
+_COMMON = ("name", "type", "repetitions")
+_MOVING = ("joint", "start_angle", "end_angle")
+_INTERACTIVE = ("movement_timeout", "target_tolerance", "hold_duration", "spasm_reaction", "weight_support",
+                "admittance_damping")
+_ASSIST = ("movement_duration", "onset_velocity", "assist_stiffness", "assist_deadband", "assist_max_torque")
+
+#: Per type: (required fields, optional fields).
+TYPE_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "passive_rom": (_COMMON + _MOVING + ("movement_duration",), ("hold_duration",)),
+    "active": (_COMMON + _MOVING, _INTERACTIVE),
+    "active_assist": (_COMMON + _MOVING + ("movement_duration",), _INTERACTIVE + _ASSIST[1:]),
+    "assist_as_needed": (
+        _COMMON + _MOVING + ("movement_duration",),
+        _INTERACTIVE + _ASSIST[1:] + ("initial_gain", "forgetting_factor", "learning_rate"),
+    ),
+    "resistive": (
+        _COMMON + _MOVING,
+        _INTERACTIVE + ("resistive_damping", "resistive_stiffness", "resistive_max_torque"),
+    ),
+    "isometric": (
+        _COMMON + ("joint", "hold_angle", "target_torque", "hold_time"),
+        ("torque_tolerance", "rest_duration", "contraction_timeout", "spasm_reaction"),
+    ),
+    "path_guidance": (
+        _COMMON + ("waypoints",),
+        _INTERACTIVE + ("channel_width", "guidance_stiffness"),
+    ),
+}
+
+#: Defaults of the optional fields (docs/exercises.md).
+PROTOCOL_DEFAULTS: dict[str, Any] = {
+    "hold_duration": 0.0,
+    "movement_timeout": 10.0,
+    "target_tolerance": 0.05,
+    "spasm_reaction": "compliant_hold",
+    "weight_support": 0.0,
+    "admittance_damping": 10.0,
+    "onset_velocity": 0.05,
+    "assist_stiffness": 40.0,
+    "assist_deadband": 0.05,
+    "assist_max_torque": 10.0,
+    "initial_gain": 1.0,
+    "forgetting_factor": 0.9,
+    "learning_rate": 2.0,
+    "resistive_damping": 2.0,
+    "resistive_stiffness": 0.0,
+    "resistive_max_torque": 10.0,
+    "torque_tolerance": 0.1,
+    "rest_duration": 3.0,
+    "contraction_timeout": 15.0,
+    "channel_width": 0.02,
+    "guidance_stiffness": 500.0,
+}
+
+
+def protocol_schema(exercise_type: Optional[str] = None) -> dict[str, Any]:
+    """Return the JSON Schema (Draft 2020-12) of a protocol file of ``exercise_type``.
+
+    ``None``: the schema of a file whose type is not known yet: every field of every
+    type is accepted, ``name`` and ``type`` are required.
+    """
+    if exercise_type is None:
+        required, fields = ["name", "type"], list(PROTOCOL_FIELDS)
+    else:
+        needed, optional = TYPE_FIELDS[exercise_type]
+        required, fields = list(needed), list(needed) + list(optional)
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "rehab_robot exercise protocol" + (f" ({exercise_type})" if exercise_type else ""),
+        "type": "object",
+        "required": ["protocol"],
+        "additionalProperties": False,
+        "properties": {
+            "protocol": {
+                "type": "object",
+                "required": required,
+                "additionalProperties": False,
+                "properties": {name: PROTOCOL_FIELDS[name] for name in fields},
+            }
+        },
+    }
+
+
+#: JSON Schema of a protocol file of any type (the per-type ones: :func:`protocol_schema`).
+PROTOCOL_SCHEMA: dict[str, Any] = protocol_schema()
 
 JointLimits = Mapping[str, Sequence[float]]
 VelocityLimits = Mapping[str, float]
@@ -184,6 +332,10 @@ class PatientProfile:
         max_interaction_force: Safety limit on the norm of the cuff force [N].
         notes: Free text from the clinician.
         source: File (or label) the profile was read from.
+        limb_masses: Masses [kg] of the patient's upper arm and of forearm with hand, for
+            the controller's weight support (0, 0: unknown, no weight support possible).
+        max_joint_torque: Largest torque [N·m] an exercise may ask of the patient
+            (isometric target) or apply to a joint (assistance, resistance).
     """
 
     patient_id: str
@@ -193,6 +345,8 @@ class PatientProfile:
     max_interaction_force: float = DEFAULT_MAX_INTERACTION_FORCE
     notes: str = ""
     source: str = ""
+    limb_masses: tuple[float, float] = (0.0, 0.0)
+    max_joint_torque: float = DEFAULT_MAX_JOINT_TORQUE
 
 
 @dataclass(frozen=True)
@@ -229,6 +383,35 @@ class ExerciseProtocol:
     hold_duration: float = 0.0
     max_velocity: float = DEFAULT_MAX_VELOCITY
     source: str = ""
+    movement_timeout: float = 10.0
+    target_tolerance: float = 0.05
+    spasm_reaction: str = "compliant_hold"
+    weight_support: float = 0.0
+    admittance_damping: float = 10.0
+    onset_velocity: float = 0.05
+    assist_stiffness: float = 40.0
+    assist_deadband: float = 0.05
+    assist_max_torque: float = 10.0
+    initial_gain: float = 1.0
+    forgetting_factor: float = 0.9
+    learning_rate: float = 2.0
+    resistive_damping: float = 2.0
+    resistive_stiffness: float = 0.0
+    resistive_max_torque: float = 10.0
+    hold_angle: float = 0.0
+    target_torque: float = 0.0
+    torque_tolerance: float = 0.1
+    hold_time: float = 0.0
+    rest_duration: float = 3.0
+    contraction_timeout: float = 15.0
+    waypoints: tuple = ()
+    channel_width: float = 0.02
+    guidance_stiffness: float = 500.0
+
+    @property
+    def interactive(self) -> bool:
+        """True for every type but passive_rom: the patient takes part and the controller changes mode."""
+        return self.type != "passive_rom"
 
     @property
     def distance(self) -> float:
@@ -237,18 +420,29 @@ class ExerciseProtocol:
 
     @property
     def peak_velocity(self) -> float:
-        """Peak joint speed of one minimum-jerk move [rad/s]."""
+        """Peak joint speed of one minimum-jerk move [rad/s] (0 for types without a reference move)."""
+        if self.movement_duration <= 0:
+            return 0.0
         return MIN_JERK_PEAK_SPEED_RATIO * self.distance / self.movement_duration
 
     @property
     def repetition_duration(self) -> float:
-        """Duration of one repetition: two moves and two holds [s]."""
+        """Duration of one repetition [s]: two moves and two holds; for the interactive types the
+        longest it may take (every movement or contraction to its time-out)."""
+        if self.type == "isometric":
+            return self.contraction_timeout + self.rest_duration
+        if self.type == "path_guidance":
+            return 2.0 * (len(self.waypoints) - 1) * (self.movement_timeout + self.hold_duration)
+        if self.type in ACTIVE_TYPES:
+            return 2.0 * (self.movement_timeout + self.hold_duration)
         return 2.0 * (self.movement_duration + self.hold_duration)
 
     @property
     def estimated_duration(self) -> float:
-        """Duration of all repetitions [s]: no hold after the last one, no approach move."""
-        return self.repetitions * self.repetition_duration - self.hold_duration
+        """Duration of all repetitions [s]: no hold (rest) after the last one, no approach move;
+        the longest it may take for the interactive types."""
+        pause = self.rest_duration if self.type == "isometric" else self.hold_duration
+        return self.repetitions * self.repetition_duration - pause
 
 
 class _Invalid(Exception):
@@ -373,6 +567,8 @@ def _parse_patient(data: Any, source: str, joint_limits: JointLimits, lines: dic
             ),
             notes=fields.get("notes", ""),
             source=source,
+            limb_masses=tuple(float(m) for m in fields.get("limb_masses", (0.0, 0.0))),
+            max_joint_torque=float(fields.get("max_joint_torque", DEFAULT_MAX_JOINT_TORQUE)),
         )
 
 
@@ -421,71 +617,242 @@ def _parse_protocol(
 ) -> ExerciseProtocol:
     prefix = f"protocol file {source}"
     with _reported(prefix, lines):
+        # First any type's fields (unknown names, types, ranges), then the type's own.
         _check_document(data, PROTOCOL_SCHEMA, "protocol", "patient", lines)
         fields = data["protocol"]
+        kind = fields["type"]
+        _check_fields_of_type(fields, kind, lines)
+        _check_document(data, protocol_schema(kind), "protocol", "patient", lines)
         _check_code(fields, ("protocol", "name"))
-        joint = fields["joint"]
         who = f"patient {patient.patient_id}"
         if patient.source:
             who += f" (patient file {patient.source})"
-        if joint not in patient.rom_limits:
-            raise _Invalid(
-                ("protocol", "joint"),
-                f"{joint} has no ROM limits in the profile of {who}; allowed joints: "
-                f"{', '.join(patient.rom_limits)}",
-            )
-        start, end = float(fields["start_angle"]), float(fields["end_angle"])
-        lower, upper = patient.rom_limits[joint]
-        arm_lower, arm_upper = _arm_limits(joint, joint_limits, ("protocol", "joint"))
-        for key, angle in (("start_angle", start), ("end_angle", end)):
-            if not lower <= angle <= upper:
-                raise _Invalid(
-                    ("protocol", key),
-                    f"{_num(angle)} rad is outside the range of motion of {who} for {joint}; "
-                    f"allowed: [{_num(lower)}, {_num(upper)}] rad",
-                )
-            if not arm_lower <= angle <= arm_upper:
-                raise _Invalid(
-                    ("protocol", key),
-                    f"{_num(angle)} rad is outside the arm's range for {joint}; "
-                    f"allowed: [{_num(arm_lower)}, {_num(arm_upper)}] rad",
-                )
-        if start == end:
-            raise _Invalid(
-                ("protocol", "end_angle"),
-                f"end_angle equals start_angle ({_num(start)} rad); the exercise needs two different angles",
-            )
-        limit, limit_source = _velocity_limit(joint, patient, velocity_limits, who)
-        protocol = ExerciseProtocol(
-            name=fields["name"],
-            type=fields["type"],
-            joint=joint,
-            start_angle=start,
-            end_angle=end,
-            repetitions=int(fields["repetitions"]),
-            movement_duration=float(fields["movement_duration"]),
-            hold_duration=float(fields.get("hold_duration", 0.0)),
-            max_velocity=limit,
-            source=source,
-        )
-        if protocol.peak_velocity > limit:
-            shortest = math.ceil(MIN_JERK_PEAK_SPEED_RATIO * protocol.distance / limit * 100.0) / 100.0
-            raise _Invalid(
-                ("protocol", "movement_duration"),
-                f"moving {joint} {_num(protocol.distance)} rad in {_num(protocol.movement_duration)} s "
-                f"needs a peak speed of {_num(protocol.peak_velocity)} rad/s "
-                f"({MIN_JERK_PEAK_SPEED_RATIO} x distance / duration), above {_num(limit)} rad/s, "
-                f"{limit_source}; allowed: at least {_num(shortest)} s for this distance",
-            )
+        values = {name: PROTOCOL_DEFAULTS[name] for name in TYPE_FIELDS[kind][1] if name in PROTOCOL_DEFAULTS}
+        values.update(fields)
+        if kind == "path_guidance":
+            protocol = _path_guidance(values, source, patient, joint_limits, velocity_limits, who)
+        else:
+            protocol = _joint_exercise(values, source, patient, joint_limits, velocity_limits, who)
+        _check_interaction(protocol, patient, who)
         if protocol.estimated_duration > MAX_SESSION_DURATION:
             raise _Invalid(
                 ("protocol", "repetitions"),
                 f"{protocol.repetitions} repetitions of {_num(protocol.repetition_duration)} s "
-                f"(2 x (movement + hold)) take {_num(protocol.estimated_duration)} s, "
+                f"({_repetition_text(kind)}) take {_num(protocol.estimated_duration)} s, "
                 f"longer than the session limit of {_num(MAX_SESSION_DURATION)} s; "
                 "use fewer repetitions or shorter durations",
             )
         return protocol
+
+
+def _repetition_text(kind: str) -> str:
+    if kind == "passive_rom":
+        return "2 x (movement + hold)"
+    if kind == "isometric":
+        return "contraction_timeout + rest_duration"
+    if kind == "path_guidance":
+        return "2 x (waypoints - 1) x (movement_timeout + hold)"
+    return "2 x (movement_timeout + hold)"
+
+
+def _check_fields_of_type(fields: dict, kind: str, lines: dict) -> None:
+    """Refuse a field of another exercise type by name (the schema would only call it unknown)."""
+    needed, optional = TYPE_FIELDS[kind]
+    mine = set(needed) | set(optional)
+    foreign = [key for key in fields if key not in mine]
+    if not foreign:
+        return
+    key = min(foreign, key=lambda k: lines.get(("protocol", k), 0))
+    owners = [t for t, (req, opt) in TYPE_FIELDS.items() if key in req or key in opt]
+    raise _Invalid(
+        ("protocol", key),
+        f"field '{key}' belongs to type {' or '.join(owners)}, not {kind}; "
+        f"fields of {kind}: {', '.join(needed + optional)}",
+    )
+
+
+def _check_angle(key, angle: float, joint: str, rom: tuple, arm: tuple, who: str) -> None:
+    """Raise _Invalid unless ``angle`` [rad] is inside the patient's ROM and the arm's range."""
+    path = ("protocol",) + (key if isinstance(key, tuple) else (key,))
+    if not rom[0] <= angle <= rom[1]:
+        raise _Invalid(
+            path,
+            f"{_num(angle)} rad is outside the range of motion of {who} for {joint}; "
+            f"allowed: [{_num(rom[0])}, {_num(rom[1])}] rad",
+        )
+    if not arm[0] <= angle <= arm[1]:
+        raise _Invalid(
+            path,
+            f"{_num(angle)} rad is outside the arm's range for {joint}; allowed: [{_num(arm[0])}, {_num(arm[1])}] rad",
+        )
+
+
+def _patient_joint(joint: str, patient: PatientProfile, who: str, path: tuple) -> tuple[float, float]:
+    if joint not in patient.rom_limits:
+        raise _Invalid(
+            path,
+            f"{joint} has no ROM limits in the profile of {who}; allowed joints: {', '.join(patient.rom_limits)}",
+        )
+    return patient.rom_limits[joint]
+
+
+def _joint_exercise(values: dict, source: str, patient: PatientProfile, joint_limits: JointLimits,
+                    velocity_limits: VelocityLimits, who: str) -> ExerciseProtocol:
+    """Validate the fields of a one-joint exercise (every type but path_guidance)."""
+    kind = values["type"]
+    joint = values["joint"]
+    rom = _patient_joint(joint, patient, who, ("protocol", "joint"))
+    arm = _arm_limits(joint, joint_limits, ("protocol", "joint"))
+    angles = ("hold_angle",) if kind == "isometric" else ("start_angle", "end_angle")
+    for key in angles:
+        _check_angle(key, float(values[key]), joint, rom, arm, who)
+    if kind != "isometric" and float(values["start_angle"]) == float(values["end_angle"]):
+        raise _Invalid(
+            ("protocol", "end_angle"),
+            f"end_angle equals start_angle ({_num(float(values['start_angle']))} rad); "
+            "the exercise needs two different angles",
+        )
+    limit, limit_source = _velocity_limit(joint, patient, velocity_limits, who)
+    known = {f.name for f in dataclasses.fields(ExerciseProtocol)}
+    extra = {key: _plain(value) for key, value in values.items() if key in known and key not in (
+        "name", "type", "joint", "start_angle", "end_angle", "repetitions", "movement_duration")}
+    hold = float(values.get("hold_angle", 0.0))
+    protocol = ExerciseProtocol(
+        name=values["name"],
+        type=kind,
+        joint=joint,
+        start_angle=float(values.get("start_angle", hold)),
+        end_angle=float(values.get("end_angle", hold)),
+        repetitions=int(values["repetitions"]),
+        movement_duration=float(values.get("movement_duration", 0.0)),
+        max_velocity=limit,
+        source=source,
+        **extra,
+    )
+    if "movement_duration" in values and protocol.peak_velocity > limit:
+        shortest = math.ceil(MIN_JERK_PEAK_SPEED_RATIO * protocol.distance / limit * 100.0) / 100.0
+        raise _Invalid(
+            ("protocol", "movement_duration"),
+            f"moving {joint} {_num(protocol.distance)} rad in {_num(protocol.movement_duration)} s "
+            f"needs a peak speed of {_num(protocol.peak_velocity)} rad/s "
+            f"({MIN_JERK_PEAK_SPEED_RATIO} x distance / duration), above {_num(limit)} rad/s, "
+            f"{limit_source}; allowed: at least {_num(shortest)} s for this distance",
+        )
+    if kind in ACTIVE_TYPES:
+        _check_timeout(protocol.movement_timeout, protocol.distance, limit, limit_source, joint)
+        if "movement_duration" in values and protocol.movement_timeout <= protocol.movement_duration:
+            raise _Invalid(
+                ("protocol", "movement_timeout"),
+                f"{_num(protocol.movement_timeout)} s leaves no time beyond the reference movement of "
+                f"{_num(protocol.movement_duration)} s (movement_duration); allowed: more than "
+                f"{_num(protocol.movement_duration)} s",
+            )
+    if kind == "isometric":
+        if protocol.target_torque == 0.0:
+            raise _Invalid(("protocol", "target_torque"),
+                           "0 N·m asks for no effort; allowed: a signed torque, positive toward the joint's "
+                           "upper limit, e.g. 5.0 or -5.0")
+        if protocol.hold_time >= protocol.contraction_timeout:
+            raise _Invalid(("protocol", "hold_time"),
+                           f"{_num(protocol.hold_time)} s cannot be held within contraction_timeout = "
+                           f"{_num(protocol.contraction_timeout)} s; allowed: less than the time-out")
+    return protocol
+
+
+def _plain(value: Any) -> Any:
+    """A YAML value as the dataclass keeps it: numbers as float, lists as tuples."""
+    if isinstance(value, bool) or isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)):
+        return float(value)
+    return value
+
+
+def _check_timeout(timeout: float, distance: float, limit: float, limit_source: str, what: str) -> None:
+    """A movement the patient cannot make within ``timeout`` [s] at the speed cap is refused."""
+    shortest = MIN_JERK_PEAK_SPEED_RATIO * distance / limit
+    if timeout < shortest:
+        raise _Invalid(
+            ("protocol", "movement_timeout"),
+            f"{_num(timeout)} s is too short to move {what} {_num(distance)} rad without exceeding "
+            f"{_num(limit)} rad/s, {limit_source}; allowed: at least {_num(math.ceil(shortest * 100) / 100)} s",
+        )
+
+
+def _path_guidance(values: dict, source: str, patient: PatientProfile, joint_limits: JointLimits,
+                   velocity_limits: VelocityLimits, who: str) -> ExerciseProtocol:
+    """Validate a guided path: every waypoint names the same joints, inside the patient's ROM."""
+    waypoints = values["waypoints"]
+    joints = list(waypoints[0])
+    postures = []
+    for index, waypoint in enumerate(waypoints):
+        if set(waypoint) != set(joints):
+            raise _Invalid(("protocol", "waypoints", index),
+                           f"names joints {', '.join(waypoint)}; every waypoint must name the same joints "
+                           f"as the first: {', '.join(joints)}")
+        posture = {}
+        for joint in JOINT_NAMES:
+            if joint in waypoint:
+                path = ("waypoints", index, joint)
+                rom = _patient_joint(joint, patient, who, ("protocol",) + path)
+                arm = _arm_limits(joint, joint_limits, ("protocol",) + path)
+                _check_angle(path, float(waypoint[joint]), joint, rom, arm, who)
+                posture[joint] = float(waypoint[joint])
+        postures.append(types.MappingProxyType(posture))
+    tolerance = float(values["target_tolerance"])
+    limits = [_velocity_limit(joint, patient, velocity_limits, who) for joint in joints]
+    limit, limit_source = min(limits, key=lambda item: item[0])
+    longest = 0.0
+    for index in range(1, len(postures)):
+        step = max(abs(postures[index][j] - postures[index - 1][j]) for j in joints)
+        if step <= tolerance:
+            raise _Invalid(("protocol", "waypoints", index),
+                           f"is within target_tolerance ({_num(tolerance)} rad) of the waypoint before it; "
+                           "allowed: waypoints that differ by more than the tolerance in some joint")
+        longest = max(longest, step)
+    _check_timeout(float(values["movement_timeout"]), longest, limit, limit_source, "a joint")
+    first = next(joint for joint in JOINT_NAMES if joint in joints)
+    known = {f.name for f in dataclasses.fields(ExerciseProtocol)}
+    extra = {key: _plain(value) for key, value in values.items()
+             if key in known and key not in ("name", "type", "repetitions", "waypoints")}
+    return ExerciseProtocol(
+        name=values["name"],
+        type="path_guidance",
+        joint=first,
+        start_angle=postures[0][first],
+        end_angle=postures[-1][first],
+        repetitions=int(values["repetitions"]),
+        movement_duration=0.0,
+        max_velocity=limit,
+        source=source,
+        waypoints=tuple(postures),
+        **extra,
+    )
+
+
+def _check_interaction(protocol: ExerciseProtocol, patient: PatientProfile, who: str) -> None:
+    """Torques and weight support within the patient's profile."""
+    bound = patient.max_joint_torque
+    checks = {
+        "active_assist": ("assist_max_torque",),
+        "assist_as_needed": ("assist_max_torque",),
+        "resistive": ("resistive_max_torque",),
+        "isometric": ("target_torque",),
+    }.get(protocol.type, ())
+    for key in checks:
+        value = getattr(protocol, key)
+        if abs(value) > bound:
+            raise _Invalid(("protocol", key),
+                           f"{_num(value)} N·m is above the max_joint_torque of {who}; allowed: at most "
+                           f"{_num(bound)} N·m in magnitude")
+    if protocol.type == "resistive" and protocol.resistive_damping == 0 and protocol.resistive_stiffness == 0:
+        raise _Invalid(("protocol", "resistive_damping"),
+                       "resistive_damping and resistive_stiffness are both 0: no resistance; allowed: "
+                       "at least one of them above 0")
+    if protocol.weight_support > 0 and not any(patient.limb_masses):
+        raise _Invalid(("protocol", "weight_support"),
+                       f"{_num(protocol.weight_support)} needs the patient's limb masses, and the profile of "
+                       f"{who} has no limb_masses; allowed: 0, or add limb_masses to the profile")
 
 
 def _velocity_limit(

@@ -1,0 +1,402 @@
+"""The interactive exercise runner (rehab_robot.session.exercises): plain Python, simulated time."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rehab_robot import JOINT_NAMES
+from rehab_robot.session.exercises import (
+    CONTROLLER_MODES, PARAMETER_TIMEOUT, InteractiveRunner, controller_parameters, plan_phases,
+)
+from rehab_robot.session.profiles import parse_patient, parse_protocol
+from rehab_robot.session.runner import SessionState
+
+JOINT_LIMITS = {
+    "shoulder_flexion": (-0.6, 2.6),
+    "shoulder_abduction": (-0.3, 2.2),
+    "shoulder_rotation": (-1.2, 1.2),
+    "elbow_flexion": (0.0, 2.4),
+}
+VELOCITY_LIMITS = {joint: 2.0 for joint in JOINT_NAMES}
+ELBOW = JOINT_NAMES.index("elbow_flexion")
+DT = 0.02
+
+PATIENT = parse_patient({"patient": {
+    "id": "P-0042", "side": "right", "max_velocity": 1.0, "max_joint_torque": 10.0, "limb_masses": [2.0, 1.6],
+    "rom_limits": {"elbow_flexion": [0.2, 2.0], "shoulder_flexion": [0.0, 1.4]},
+}}, "patient", JOINT_LIMITS)
+
+BASE = {"name": "ex", "joint": "elbow_flexion", "start_angle": 0.6, "end_angle": 1.2, "repetitions": 2,
+        "movement_timeout": 3.0, "target_tolerance": 0.05}
+
+
+def protocol(kind: str, **fields):
+    """A validated protocol of ``kind``."""
+    base = {} if kind in ("isometric", "path_guidance") else dict(BASE)
+    if kind in ("active_assist", "assist_as_needed"):
+        base["movement_duration"] = 1.5
+    base.update(name="ex", type=kind, repetitions=fields.pop("repetitions", 2))
+    base.update(fields)
+    return parse_protocol({"protocol": base}, "test", PATIENT, JOINT_LIMITS, VELOCITY_LIMITS)
+
+
+class Patient:
+    """A plain simulated arm and patient: the exercised joint approaches the shown target at
+    ``speed`` [rad/s] once ``delay`` [s] passed; the approach follows the runner's motion."""
+
+    def __init__(self, speed: float = 0.8, delay: float = 0.2, moves: bool = True):
+        self.q = np.array([0.2, 0.0, 0.0, 0.4])
+        self.v = np.zeros(4)
+        self.speed, self.delay, self.moves = speed, delay, moves
+        self.segment, self.segment_start = None, 0.0
+        self.target_since = (None, 0.0)
+        self.motions = []
+
+    def step(self, now: float, runner: InteractiveRunner, joints) -> None:
+        previous = self.q.copy()
+        segment = runner.take_motion()
+        if segment is not None:
+            self.motions.append((now, runner.step_index, segment))
+        if segment is not None and runner.step_index == 0:
+            self.segment, self.segment_start = segment, now
+        if runner.step_index == 0 and self.segment is not None:
+            position, _, _ = self.segment.sample(min(now - self.segment_start, self.segment.duration))
+            for k, j in enumerate(joints):
+                self.q[j] = position[k]
+        elif self.moves:
+            target = runner.target_position()
+            if target is not None:
+                if self.target_since[0] is None or not np.allclose(self.target_since[0], target):
+                    self.target_since = (target.copy(), now)
+                if now - self.target_since[1] >= self.delay:
+                    step = np.clip(target - self.q, -self.speed * DT, self.speed * DT)
+                    self.q += step
+        self.v = (self.q - previous) / DT
+
+
+def run(runner: InteractiveRunner, patient: Patient, until: float = 120.0, answer=True, effort=None,
+        on_tick=None) -> list[dict]:
+    """Drive ``runner`` with ``patient`` in simulated time; answer parameter calls; return the calls."""
+    calls = []
+    now = 0.0
+    joints = [JOINT_NAMES.index(n) for n in runner.moved_joints]
+    ok, message = runner.start(now, patient.q, True)
+    assert ok, message
+    while not runner.state.finished and now < until:
+        now += DT
+        patient.step(now, runner, joints)
+        params = runner.take_parameters()
+        if params is not None:
+            calls.append(params)
+            if answer is True:
+                runner.parameters_result(now, patient.q, True)
+            elif answer is not None:
+                runner.parameters_result(now, patient.q, False, answer)
+        tau = effort(now, runner) if effort else None
+        if on_tick is not None:
+            on_tick(now, runner, patient)
+        runner.update(now, patient.q.copy(), 2.0, True, velocity=patient.v.copy(), effort=tau)
+    return calls
+
+
+def make_runner(proto, **kwargs) -> InteractiveRunner:
+    def parameters(posture, gain):
+        return controller_parameters(proto, PATIENT, JOINT_NAMES, JOINT_LIMITS, posture,
+                                     cuff_waypoints=np.array([[0.0, 0.0, 0.0], [0.1, 0.0, 0.0]]), gain=gain)
+    return InteractiveRunner(proto, PATIENT, JOINT_NAMES, proto.max_velocity, make_parameters=parameters,
+                             cuff_position=lambda q: np.array([q[0], q[3], 0.0]), **kwargs)
+
+
+@pytest.mark.parametrize("kind", ["active", "active_assist", "assist_as_needed", "resistive"])
+def test_active_types_complete_with_a_moving_patient(kind):
+    """A patient who reaches every target completes every repetition, every movement reached,
+    with per-movement and per-repetition metrics; the controller gets the type's mode at rest."""
+    proto = protocol(kind)
+    runner = make_runner(proto)
+    calls = run(runner, Patient())
+    assert runner.state is SessionState.COMPLETED, runner.end_reason
+    assert calls[0]["mode"] == CONTROLLER_MODES[kind]
+    assert calls[0]["soft_wall.lower"][ELBOW] == 0.2 and calls[0]["soft_wall.upper"][ELBOW] == 2.0
+    # A joint without ROM limits is walled in at its start posture.
+    assert calls[0]["soft_wall.upper"][1] - calls[0]["soft_wall.lower"][1] == pytest.approx(0.1)
+    assert len(runner.repetitions) == 2 and all(r["reached"] for r in runner.repetitions)
+    assert runner.take_parameters() == {"mode": "position"}  # at the end: back to holding
+    for rep in runner.repetitions:
+        assert [m["target"]["elbow_flexion"] for m in rep["movements"]] == [1.2, 0.6]
+        metrics = rep["metrics"]
+        # Each target counts once within target_tolerance (0.05 rad) of it.
+        assert 0.6 - 2 * 0.05 <= metrics["rom"]["elbow_flexion"]["range"] <= 0.6
+        assert 0.7 <= metrics["peak_speed"] <= 0.85  # the simulated patient moves at 0.8 rad/s
+        assert metrics["sparc"] is not None and metrics["sparc"] < 0
+        assert metrics["ldlj"] is not None
+        assert metrics["peak_interaction_force"] == 2.0
+    report = runner.exercise_report()
+    assert report["session_metrics"]["repetitions_reached"] == 2
+
+
+def test_assisted_types_send_the_reference_at_onset():
+    """active_assist: nothing is sent before the patient starts; at the onset a minimum-jerk reference
+    from where the joint is to the target, of movement_duration for the full distance."""
+    proto = protocol("active_assist")
+    runner = make_runner(proto)
+    patient = Patient(delay=0.5)
+    run(runner, patient)
+    references = [(now, segment) for now, step, segment in patient.motions if step > 0]
+    assert runner.state is SessionState.COMPLETED
+    assert len(references) >= 4  # one per movement
+    first = references[0][1]
+    assert first.end[0] == pytest.approx(1.2)
+    assert first.duration == pytest.approx(1.5, abs=0.2)
+
+
+def test_a_patient_who_does_not_move_does_not_hang_the_session():
+    """Each movement times out, is recorded as not reached, and the session ends on its own."""
+    proto = protocol("active", movement_timeout=2.0)
+    runner = make_runner(proto)
+    run(runner, Patient(moves=False), until=60.0)
+    assert runner.state is SessionState.COMPLETED
+    assert runner.repetitions_completed == 2
+    assert not any(r["reached"] for r in runner.repetitions)
+    out = runner.repetitions[0]["movements"][0]
+    assert out["reached"] is False and out["duration"] == pytest.approx(2.0, abs=0.05)
+    assert any("not reached within 2 s" in e["event"] for e in runner.events)
+
+
+def test_assist_as_needed_adapts_the_gain_and_sets_it_before_each_repetition():
+    """The gain follows adapt_assistance_gain after each repetition; each later repetition starts with a
+    parameter call that sets it; a start gain from the history replaces the protocol's."""
+    proto = protocol("assist_as_needed", repetitions=3, forgetting_factor=0.5, learning_rate=1.0)
+    runner = make_runner(proto, initial_gain=0.8)
+    calls = run(runner, Patient(speed=0.5))
+    assert runner.state is SessionState.COMPLETED
+    gains = [c["assist.gain"] for c in calls]
+    assert gains[0] == 0.8
+    assert len(gains) == 3
+    # Later repetitions set the gain only: the mode stays (a mode change needs the arm at rest).
+    assert calls[0]["mode"] == "active_assist" and all(set(c) == {"assist.gain"} for c in calls[1:])
+    errors = [r["metrics"]["tracking_error"] for r in runner.repetitions]
+    expected = 0.8
+    for k, error in enumerate(errors):
+        assert runner.repetitions[k]["metrics"]["assistance_gain"] == pytest.approx(expected, abs=1e-5)
+        expected = min(1.0, max(0.0, 0.5 * expected + 1.0 * error))
+        if k + 1 < len(gains):
+            assert gains[k + 1] == pytest.approx(expected)
+    assert runner.gain == pytest.approx(expected)
+    assert runner.exercise_report()["exercise"]["final_assistance_gain"] == pytest.approx(expected, abs=1e-5)
+
+
+def test_a_refused_parameter_call_aborts_with_the_controllers_reason():
+    proto = protocol("active")
+    runner = make_runner(proto)
+    run(runner, Patient(), answer="parameter 'mode': 'active' is not allowed; allowed: position")
+    assert runner.state is SessionState.ABORTED
+    assert "refused the exercise parameters: parameter 'mode'" in runner.end_reason
+
+
+def test_an_unanswered_parameter_call_aborts():
+    proto = protocol("active")
+    runner = make_runner(proto)
+    run(runner, Patient(), answer=None, until=30.0)
+    assert runner.state is SessionState.ABORTED
+    assert f"did not answer the parameter call within {PARAMETER_TIMEOUT:g} s" in runner.end_reason
+
+
+def test_a_spasm_pauses_until_a_manual_resume_and_sets_the_mode_again():
+    """A controller spasm event pauses the exercise (never resumed automatically), is recorded in the
+    events and in the repetition; resume sets the controller parameters again and the movement restarts."""
+    proto = protocol("active", repetitions=1)
+    runner = make_runner(proto, auto_resume_limit=3)
+    fired = []
+
+    def spasm(now, runner, patient):
+        if not fired and runner.current_step.endswith("to end angle") and runner._configured:
+            fired.append(now)
+            runner.controller_event(now, patient.q, "spasm", "elbow_flexion: 35 N against the motion",
+                                    {"joint": "elbow_flexion", "force": "35.0", "onset": "1.5",
+                                     "reaction": "compliant_hold"})
+        if fired and runner.state is SessionState.PAUSED and now - fired[0] > 3.0:
+            ok, _ = runner.resume(now, patient.q, True)
+            assert ok
+    calls = run(runner, Patient(), on_tick=spasm)
+    assert runner.state is SessionState.COMPLETED
+    assert len(calls) == 2 and calls[1]["mode"] == "active"
+    assert any(e["event"].startswith("spasm: elbow_flexion: 35 N") for e in runner.events)
+    assert runner.repetitions[0]["interruptions"][0]["event"] == "spasm"
+    assert runner.exercise_report()["controller_events"][0]["reaction"] == "compliant_hold"
+
+
+def test_isometric_records_peak_and_sustained_torque():
+    """The patient's torque is the motor torque's change from the rest before the contraction;
+    held above 90 % of the target for hold_time, the contraction is reached."""
+    proto = protocol("isometric", joint="elbow_flexion", hold_angle=1.0, target_torque=4.0, hold_time=1.0,
+                     rest_duration=1.0, contraction_timeout=5.0)
+    runner = make_runner(proto)
+    pushes = []
+
+    def effort(now, runner):
+        tau = np.array([0.0, 0.0, 0.0, 3.0])  # gravity holding torque at rest
+        if runner.current_step.endswith("push and hold"):
+            if not pushes:
+                pushes.append(now)
+            # The patient pushes up to 5 N·m in 0.5 s: the motor holds against it.
+            tau[ELBOW] -= min(5.0, 10.0 * (now - pushes[-1]))
+        elif pushes and runner.current_step.endswith("rest"):
+            pushes.clear()
+        return tau
+    run(runner, Patient(moves=False), effort=effort)
+    assert runner.state is SessionState.COMPLETED, runner.end_reason
+    for rep in runner.repetitions:
+        assert rep["reached"]
+        assert rep["metrics"]["isometric_peak_torque"] == pytest.approx(5.0, abs=0.05)
+        # The contraction ends once held: its best 1 s starts where the torque crossed 3.6 N·m.
+        assert 3.55 <= rep["metrics"]["sustained_torque"] <= 4.2
+        # Reached after 0.36 s of rising to 3.6 N·m, then 1 s of holding.
+        assert rep["movements"][0]["duration"] == pytest.approx(1.36, abs=0.1)
+
+
+def test_isometric_target_points_toward_the_push_inside_the_rom():
+    proto = protocol("isometric", joint="elbow_flexion", hold_angle=1.9, target_torque=4.0, hold_time=1.0)
+    runner = make_runner(proto)
+    shown = []
+    run(runner, Patient(moves=False), until=6.0,
+        on_tick=lambda now, r, p: shown.append((r.current_step, r.target_position())))
+    contraction = [t for step, t in shown if t is not None and step.endswith("push and hold")]
+    assert contraction and contraction[0][ELBOW] == pytest.approx(2.0)  # 1.9 + 0.2 clipped to the ROM
+    rest = [t for step, t in shown if t is not None and step.endswith("rest")]
+    assert rest[0][ELBOW] == pytest.approx(1.9)
+
+
+def test_path_guidance_visits_every_waypoint_and_back():
+    proto = protocol("path_guidance", waypoints=[
+        {"shoulder_flexion": 0.3, "elbow_flexion": 1.3},
+        {"shoulder_flexion": 0.5, "elbow_flexion": 1.0},
+        {"shoulder_flexion": 0.7, "elbow_flexion": 0.8}], repetitions=1, movement_timeout=4.0)
+    runner = make_runner(proto)
+    calls = run(runner, Patient())
+    assert runner.state is SessionState.COMPLETED, runner.end_reason
+    assert calls[0]["mode"] == "path_guidance"
+    targets = [m["target"] for m in runner.repetitions[0]["movements"]]
+    assert [t["elbow_flexion"] for t in targets] == [1.0, 0.8, 1.0, 1.3]
+    metrics = runner.repetitions[0]["metrics"]
+    assert metrics["path_length_ratio"] is not None and metrics["path_length_ratio"] >= 1.0
+    assert metrics["max_path_deviation"] is not None
+
+
+def test_plans_have_no_hold_after_the_last_movement():
+    phases = plan_phases(protocol("active", hold_duration=0.5), JOINT_NAMES)
+    assert phases[-1].kind == "move" and phases[-1].completes_repetition
+    assert sum(p.completes_repetition for p in phases) == 2
+
+
+def test_exercise_report_matches_the_documented_schema():
+    """A report with the exercise part (repetitions, session metrics, controller events) validates against
+    docs/report.schema.json; a repetition without its metrics does not."""
+    import json
+
+    import jsonschema
+
+    from rehab_robot.session.report import build_report
+
+    schema = json.loads((Path(__file__).resolve().parent.parent / "docs" / "report.schema.json").read_text())
+    proto = protocol("assist_as_needed")
+    runner = make_runner(proto)
+
+    def spasm(now, runner, patient):
+        if runner.current_step == "repetition 2: to end angle" and not runner.controller_events:
+            runner.controller_event(now, patient.q, "spasm", "35 N", {"joint": "elbow_flexion", "force": "35.0"})
+            runner.resume(now, patient.q, True)
+    run(runner, Patient(), on_tick=spasm)
+    assert runner.state is SessionState.COMPLETED
+    report = build_report("s", "P-0042", proto.name, runner.outcome(), runner.metrics)
+    report.update(runner.exercise_report())
+    report["history"] = {"file": "h/P-0042.json", "updated": True, "problem": ""}
+    report = json.loads(json.dumps(report, allow_nan=False))
+    jsonschema.validate(report, schema)
+    assert report["rom_reached"]["elbow_flexion"]["range"] > 0.4
+    broken = json.loads(json.dumps(report))
+    del broken["repetitions"][0]["metrics"]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, schema)
+
+
+def test_the_mode_is_set_only_once_the_arm_is_at_rest():
+    """After the approach the parameter call waits for the joints to be still (< 0.02 rad/s), at most 3 s."""
+    proto = protocol("active", repetitions=1)
+    runner = make_runner(proto)
+    built = runner.make_parameters
+    asked = []
+    runner.make_parameters = lambda posture, gain: asked.append((clock[0], runner._speed)) or built(posture, gain)
+    clock = [0.0]
+
+    def watch(now, runner, patient):
+        clock[0] = now
+        if now < 2.0:
+            patient.v[:] = 0.5  # still moving when the approach ends (about 1 s), then at rest
+    run(runner, Patient(), on_tick=watch)
+    assert runner.state is SessionState.COMPLETED
+    assert len(asked) == 1 and asked[0][0] >= 2.0 and asked[0][1] < 0.02
+
+    # A joint that never settles: the call goes out after REST_WAIT all the same.
+    runner = make_runner(proto)
+    built = runner.make_parameters
+    asked.clear()
+    runner.make_parameters = lambda posture, gain: asked.append((clock[0], runner._speed)) or built(posture, gain)
+
+    def restless(now, runner, patient):
+        clock[0] = now
+        patient.v[:] = 0.5
+    run(runner, Patient(), on_tick=restless, until=8.0)
+    assert len(asked) == 1 and asked[0][1] == 0.5
+
+
+@pytest.mark.parametrize("kind, keys", [
+    ("active", set()),
+    ("active_assist", {"assist.gain", "assist.stiffness", "assist.deadband", "assist.max_torque"}),
+    ("assist_as_needed", {"assist.gain", "assist.stiffness", "assist.deadband", "assist.max_torque"}),
+    ("resistive", {"resistive.damping", "resistive.stiffness", "resistive.max_torque"}),
+    ("isometric", set()),
+    ("path_guidance", {"path_guidance.waypoints", "path_guidance.width", "path_guidance.stiffness"}),
+])
+def test_controller_parameters_of_each_type(kind, keys):
+    """Contract A: the common parameters plus the type's own, in SI units, from the protocol and profile."""
+    fields = {"path_guidance": {"waypoints": [{"elbow_flexion": 1.0}, {"elbow_flexion": 1.5}]},
+              "isometric": {"joint": "elbow_flexion", "hold_angle": 1.0, "target_torque": 3.0, "hold_time": 1.0},
+              "resistive": {"resistive_damping": 1.5}}.get(kind, {})
+    proto = protocol(kind, **fields)
+    cuff = np.array([[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]])
+    params = controller_parameters(proto, PATIENT, JOINT_NAMES, JOINT_LIMITS, [0.0, 0.1, 0.0, 1.0], cuff)
+    common = {"mode", "admittance.damping", "weight_support", "limb_masses", "soft_wall.lower", "soft_wall.upper",
+              "spasm.reaction"}
+    assert set(params) == common | keys
+    assert params["mode"] == CONTROLLER_MODES[kind] and params["limb_masses"] == [2.0, 1.6]
+    assert params["soft_wall.lower"][0] == 0.0 and params["soft_wall.upper"][0] == 1.4  # shoulder ROM
+    assert params["soft_wall.lower"][2] == pytest.approx(-0.05)  # held joint: ± 0.05 rad around it
+    assert all(isinstance(v, (str, float)) or all(isinstance(x, float) for x in v) for v in params.values())
+    if kind == "path_guidance":
+        assert params["path_guidance.waypoints"] == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]
+    if kind == "resistive":
+        assert params["resistive.damping"] == 1.5
+    if kind in ("active_assist", "assist_as_needed"):
+        assert params["assist.gain"] == 1.0
+
+
+def test_a_target_counts_within_the_protocols_tolerance():
+    """A patient who stops 0.1 rad short of each target reaches it with target_tolerance 0.15, not with 0.05."""
+    class ShortPatient(Patient):
+        def step(self, now, runner, joints):
+            super().step(now, runner, joints)
+            target = runner.target_position()
+            if runner.step_index > 0 and target is not None:
+                gap = target[ELBOW] - self.q[ELBOW]
+                if abs(gap) < 0.1:  # never closer than 0.1 rad
+                    self.q[ELBOW] = target[ELBOW] - math.copysign(0.1, gap or 1.0)
+
+    for tolerance, reached in ((0.15, True), (0.05, False)):
+        runner = make_runner(protocol("active", repetitions=1, target_tolerance=tolerance, movement_timeout=3.0))
+        run(runner, ShortPatient())
+        assert runner.state is SessionState.COMPLETED
+        assert [m["reached"] for m in runner.repetitions[0]["movements"]] == [reached, reached]
