@@ -101,6 +101,7 @@ VOLTAGE_ENABLED, REMOTE, TARGET_REACHED, FOLLOWING_TARGET = 0x10, 0x200, 0x400, 
 MODE_CSP = 8
 SUPPORTED_MODES = (MODE_CSP,)
 DEVICE_TYPE_402 = 0x00020192  # CiA 402 servo drive (0x0192), "servo" type bits
+RATED_CURRENT_MA = 2000  # 0x6075 motor rated current [mA]
 
 # Data type codes (CiA 301 table 44) -> (struct format, size [byte]).
 U8, U16, U32, I8, I16, I32, VSTRING = 0x05, 0x06, 0x07, 0x02, 0x03, 0x04, 0x09
@@ -212,6 +213,7 @@ class Drive:
             (0x6061, 0): Entry(I8, "ro", 0, pdo=True),
             (0x6064, 0): Entry(I32, "ro", 0, pdo=True),
             (0x606C, 0): Entry(I32, "ro", 0, pdo=True),
+            (0x6075, 0): Entry(U32, "rw", RATED_CURRENT_MA),
             (0x6076, 0): Entry(U32, "rw", s.rated_torque_mnm),
             (0x6077, 0): Entry(I16, "ro", 0, pdo=True),
             (0x607A, 0): Entry(I32, "rw", 0, pdo=True),
