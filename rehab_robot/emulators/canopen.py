@@ -271,10 +271,15 @@ class Drive:
             self.nmt = NMT_STOPPED
         elif command == 0x80:
             self.nmt = NMT_PRE_OPERATIONAL
-        elif command in (0x81, 0x82):
-            heartbeat, silent = self.heartbeat_on, self.silent
+        elif command == 0x81:  # reset application: everything to power-on values
             self.power_on()
-            self.heartbeat_on, self.silent = heartbeat, silent
+        elif command == 0x82:  # reset communication: only 0x1000-0x1FFF and NMT
+            kept = {key: entry for key, entry in self.od.items() if not 0x1000 <= key[0] <= 0x1FFF}
+            kept[(0x1000, 0)] = self.od[(0x1000, 0)]  # the device type is the device's, not a setting
+            state, control, code = self.state, self.last_controlword, self.fault_code
+            self.power_on()
+            self.od.update(kept)
+            self.state, self.last_controlword, self.fault_code = state, control, code
 
     def tick(self, now: float) -> None:
         """Heartbeat producer (0x1017 [ms], 0 = off); the end of a fault reaction."""

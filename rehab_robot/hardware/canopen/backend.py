@@ -317,6 +317,8 @@ class CanopenArm(HardwareInterface):
         """Take the drives from Quick stop active to Operation enabled at the next SYNC."""
         if self._network is None:
             raise HardwareError("CAN bus closed; safety/reset reconnects", device_lost=True)
+        if self._reported or not self._started:
+            raise HardwareError("motion refused: a fault reported earlier is not cleared (safety/reset clears it)")
         if not self._follow:
             self._command = None
             self._hold_counts[:] = self._counts
@@ -571,6 +573,20 @@ class CanopenArm(HardwareInterface):
             faulted = set()
         self._settle(lambda: all(j in faulted or cia402.state(int(self._statusword[j])) == cia402.QUICK_STOP_ACTIVE
                                  for j in range(len(cfg.joints))), "holding (Quick stop active)", climb=True)
+        # Every drive's heartbeat must be heard after start-up, or the first cycle would fail.
+        begun = time.monotonic()
+        deadline = begun + cfg.heartbeat_timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                heard = self._heartbeat_time > begun
+            if heard.all():
+                break
+            time.sleep(0.005)
+        else:
+            j = int(np.flatnonzero(~heard)[0])
+            raise HardwareError(f"node {cfg.joints[j].node_id}: no heartbeat within {cfg.heartbeat_timeout * 1e3:.0f} ms "
+                                f"of start-up (producer time {cfg.heartbeat_time * 1e3:.0f} ms written to 0x1017)",
+                                cfg.joints[j].name)
         self._started = True
         with self._lock:
             # Heartbeats sent before NMT start said pre-operational; judge only the ones after.
