@@ -205,6 +205,7 @@ class Drive:
             (0x1018, 2): Entry(U32, "ro", 0x00402402),
             (0x1018, 3): Entry(U32, "ro", 0x00010000),
             (0x1018, 4): Entry(U32, "ro", 1000 + n),
+            (0x2000, 0): Entry(VSTRING, "rw", b"joint drive"),  # user label (segmented SDO)
             (0x603F, 0): Entry(U16, "ro", 0, pdo=True),
             (0x6040, 0): Entry(U16, "rw", 0, pdo=True),
             (0x6041, 0): Entry(U16, "ro", 0, pdo=True),
@@ -291,7 +292,10 @@ class Drive:
             return
         if now >= self.next_heartbeat:
             self.send(HEARTBEAT_BASE + self.node, bytes((self.nmt,)))
-            self.next_heartbeat = max(self.next_heartbeat + period, now)
+            # Keep the period's phase; after a stall, start a new one instead of a burst.
+            self.next_heartbeat += period
+            if self.next_heartbeat <= now:
+                self.next_heartbeat = now + period
 
     # -- SDO server -------------------------------------------------------------------
 
