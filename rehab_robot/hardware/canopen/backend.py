@@ -91,6 +91,7 @@ class _BusWatcher:
 
     def __init__(self, backend: "CanopenArm") -> None:
         self.backend = backend
+        self._stopping = False
 
     def __call__(self, msg) -> None:
         self.on_message_received(msg)
@@ -98,6 +99,18 @@ class _BusWatcher:
     def on_message_received(self, msg) -> None:
         if msg.is_error_frame:
             self.backend._on_error_frame(msg)
+
+    def on_error(self, exc: Exception) -> None:
+        """The adapter failed under the receiving thread: note it and end that thread
+        (from another one: a thread cannot join itself), instead of letting it spin on
+        a port that is gone."""
+        self.backend._on_receive_error(exc)
+        if not self._stopping:
+            self._stopping = True
+            notifier = self.backend._network.notifier if self.backend._network is not None else None
+            if notifier is not None:
+                threading.Thread(target=notifier.stop, daemon=True).start()
+        time.sleep(0.01)
 
     def stop(self) -> None:
         pass
@@ -148,7 +161,8 @@ class CanopenArm(HardwareInterface):
         self._nmt_state = [None] * n
         self._booted = [False] * n
         self._emcy: collections.deque = collections.deque(maxlen=32)
-        self._last_emcy: dict[int, tuple[int, int]] = {}
+        self._last_emcy: dict[int, tuple[int, int]] = {}  # since the last start-up
+        self._emcy_seen: dict[int, tuple[int, int]] = {}  # ever, for diagnostics
         self._bus_errors: collections.deque = collections.deque(maxlen=8)
         self._error_frames = 0
         self._reported: set = set()
@@ -268,6 +282,11 @@ class CanopenArm(HardwareInterface):
             if error.code:
                 self._emcy.append((j, error.code, error.register))
                 self._last_emcy[j] = (error.code, error.register)
+                self._emcy_seen[j] = (error.code, error.register)
+
+    def _on_receive_error(self, exc: Exception) -> None:
+        if not self._lost:
+            self._lost = f"receive failed: {exc}"
 
     def _on_error_frame(self, msg) -> None:
         flags = msg.arbitration_id
@@ -372,8 +391,8 @@ class CanopenArm(HardwareInterface):
             values[f"{prefix}.node"] = str(joint.node_id)
             values[f"{prefix}.state"] = cia402.state(int(self._statusword[j]))
             values[f"{prefix}.nmt"] = _NMT_STATES.get(self._nmt_state[j], str(self._nmt_state[j]))
-            if j in self._last_emcy:
-                code, register = self._last_emcy[j]
+            if j in self._emcy_seen:
+                code, register = self._emcy_seen[j]
                 values[f"{prefix}.last_emcy"] = f"0x{code:04X} {emcy_text(code)}"
         return values
 
@@ -443,6 +462,7 @@ class CanopenArm(HardwareInterface):
             self._raise_once(("bus", what), f"CAN bus {cfg.channel}: {what}", None, lost)
         for j, code, register in emcys:
             joint = cfg.joints[j]
+            self._reported.add(("fault", j))  # the Fault state that follows is this EMCY's, said once
             self._raise_once(("emcy", j, code), f"node {joint.node_id} EMCY 0x{code:04X} {emcy_text(code)} "
                                                 f"(error register 0x{register:02X}: {register_text(register)})",
                              joint.name)
