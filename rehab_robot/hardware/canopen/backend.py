@@ -33,6 +33,7 @@ from __future__ import annotations
 import collections
 import math
 import struct
+import sys
 import threading
 import time
 from typing import Optional
@@ -49,6 +50,8 @@ from rehab_robot.hardware.interface import HardwareInterface, JointCommand, Join
 
 #: Speed [rad/s] below which a joint counts as at rest.
 REST_VELOCITY = 0.01
+#: Longest GIL switch interval [s] with the CAN receiving thread in the process.
+GIL_SWITCH_INTERVAL = 0.0005
 #: Cycles a drive may take to reach Operation enabled after ``enable()``.
 ENABLE_CYCLES = 20
 #: Python struct formats of the mapped object sizes [bit] (signed except the control words).
@@ -171,11 +174,16 @@ class CanopenArm(HardwareInterface):
         self._enable_cycle = 0
         self._command: Optional[tuple] = None
         self._hold_counts = np.zeros(n, dtype=np.int64)
-        self._sync_times: collections.deque = collections.deque(maxlen=3)
+        self._sync_times: collections.deque = collections.deque(maxlen=9)
         self._cycles = 0
         self._frames_sent = 0
         self._started = False
         self._closed = False
+        # The receiving thread (python-can's notifier) gives the GIL up at every read from
+        # the adapter (slcan: every byte) and waits up to the switch interval to get it back
+        # while the control loop and the ROS executor compute: at the default 5 ms it falls
+        # behind the bus. A shorter interval keeps it within a cycle.
+        sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_INTERVAL))
         try:
             self._open()
             self._start_up(reset_faults=False)
@@ -417,8 +425,12 @@ class CanopenArm(HardwareInterface):
             counts = self._tpdo_count.copy()
             data = [list(row) for row in self._tpdo_data]
         fresh = np.all(counts > self._tpdo_seen, axis=1)
+        # Each TPDO answers one SYNC: the position difference since the last read spans as
+        # many SYNC periods as TPDOs came in (several after a late read, none before).
+        periods = counts[:, 0] - self._tpdo_seen[:, 0]
         self._tpdo_seen = counts
-        sync_dt = (self._sync_times[-1] - self._sync_times[-2]) if len(self._sync_times) >= 2 else self.period
+        sync_dt = (self._sync_times[-1] - self._sync_times[0]) / (len(self._sync_times) - 1) \
+            if len(self._sync_times) >= 2 else self.period
         for j, joint in enumerate(self.config.joints):
             if not fresh[j]:
                 if self._sync_times:
@@ -440,7 +452,7 @@ class CanopenArm(HardwareInterface):
             if "velocity" in values:
                 self._velocity[j] = joint.counts_to_velocity(values["velocity"])
             elif self._cycles > 1:
-                self._velocity[j] = (self._position[j] - previous) / max(sync_dt, 1e-4)
+                self._velocity[j] = (self._position[j] - previous) / (max(sync_dt, 1e-4) * periods[j])
             self._effort[j] = joint.permille_to_torque(values["torque"], self._rated[j])
 
     def _check_faults(self, now: float) -> None:
