@@ -47,11 +47,10 @@ from rehab_robot.hardware.canopen.bus_load import layout_bus_load
 from rehab_robot.hardware.canopen.config import ArmConfig, check_channel, default_config_path, load_config
 from rehab_robot.hardware.canopen.emcy import emcy_text, register_text
 from rehab_robot.hardware.interface import HardwareInterface, JointCommand, JointSample
+from rehab_robot.periodic import GIL_SWITCH_INTERVAL
 
 #: Speed [rad/s] below which a joint counts as at rest.
 REST_VELOCITY = 0.01
-#: Longest GIL switch interval [s] with the CAN receiving thread in the process.
-GIL_SWITCH_INTERVAL = 0.0005
 #: Cycles a drive may take to reach Operation enabled after ``enable()``.
 ENABLE_CYCLES = 20
 #: Python struct formats of the mapped object sizes [bit] (signed except the control words).
@@ -182,7 +181,8 @@ class CanopenArm(HardwareInterface):
         # The receiving thread (python-can's notifier) gives the GIL up at every read from
         # the adapter (slcan: every byte) and waits up to the switch interval to get it back
         # while the control loop and the ROS executor compute: at the default 5 ms it falls
-        # behind the bus. A shorter interval keeps it within a cycle.
+        # behind the bus. A shorter interval (the driver loop's, rehab_robot.periodic) keeps it
+        # within a cycle, also where the backend runs without that loop.
         sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_INTERVAL))
         try:
             self._open()
