@@ -278,7 +278,7 @@ def load_config(path, interface: Optional[str] = None, channel: Optional[str] = 
     bus_options = data.get("bus_options") or {}
     if not isinstance(bus_options, dict) or not all(isinstance(k, str) for k in bus_options):
         raise bad("bus_options", bus_options, _TOP_FIELDS["bus_options"])
-    layout = data.get("pdo_layout", "full")
+    layout = data.get("pdo_layout", "compact")
     if layout not in LAYOUTS:
         raise bad("pdo_layout", layout, _TOP_FIELDS["pdo_layout"])
     heartbeat = float(number("heartbeat_time", 0.01, 1.0, 0.05))
