@@ -191,7 +191,7 @@ def test_backend_follows_holds_and_a_drive_fault_is_named(tmp_path, emulator):
 
 
 def test_backend_heartbeat_pdo_bus_and_adapter_faults(tmp_path, emulator):
-    """Heartbeat loss and a silent drive name the joint; bus-off and an unplugged adapter are
+    """Heartbeat loss, a silent drive and a malformed TPDO name the joint; bus-off and an unplugged adapter are
     device_lost; each refuses clear_fault() while present and clears once gone."""
     with CanopenArm(config=_config(tmp_path, emulator.link), loop_rate=RATE) as arm:
         _run(arm, 0.1)
@@ -210,6 +210,14 @@ def test_backend_heartbeat_pdo_bus_and_adapter_faults(tmp_path, emulator):
         assert error.joint == "elbow_flexion" and "no TPDO" in error.reason, error
         arm.disable()
         emulator.command("silent 4 off")
+        arm.clear_fault()
+        _run(arm, 0.1)
+
+        emulator.command("truncate 1 on")  # bytes that do not match the mapping are refused, not guessed
+        error = _fault(arm)
+        assert error.joint == "shoulder_flexion" and "TPDO1 has 7 bytes, the mapping written needs 8" in error.reason
+        arm.disable()
+        emulator.command("truncate 1 off")
         arm.clear_fault()
         _run(arm, 0.1)
 

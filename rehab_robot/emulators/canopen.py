@@ -28,6 +28,7 @@ once applied. End of input only ends the commands (the bus is served until ``qui
 ``emcy NODE CODE``       send an EMCY with CODE only (no state change)
 ``heartbeat NODE on|off`` stop or restart the drive's heartbeat (everything else works)
 ``silent NODE on|off``   the drive sends nothing at all (power or cable lost)
+``truncate NODE on|off`` the drive's TPDOs are one byte short of their mapping
 ``busoff on|off``        the adapter's controller goes bus-off: no frame either way, a
                          transmit request is answered BELL, ``F`` reports bus error
 ``close``                close the pseudo-terminal (adapter unplugged; ``--link`` removed)
@@ -59,7 +60,7 @@ import sys
 import termios
 import time
 import tty
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -186,6 +187,7 @@ class Drive:
         self._send = send  # send(can_id, data)
         self.heartbeat_on = True
         self.silent = False
+        self.truncate = False  # TPDOs one byte short (a corrupt frame the master must refuse)
         self.power_on()
 
     # -- object dictionary ---------------------------------------------------------
@@ -483,6 +485,8 @@ class Drive:
             if cob & COB_INVALID or not 1 <= trans <= 240 or self.sync_count % trans:
                 continue
             payload = b"".join(self.od[(i, s)].encode() for i, s, _ in self.mapped(0x1A00 + k))
+            if self.truncate:
+                payload = payload[:-1]
             out.append((cob & 0x7FF, payload))
         return out
 
@@ -802,14 +806,16 @@ class Emulator:
             elif name == "emcy":
                 d = self.by_node[int(args[0], 0)]
                 d.send(EMCY_BASE + d.node, struct.pack("<HB", int(args[1], 0), d.get(0x1001)) + b"\0" * 5)
-            elif name in ("heartbeat", "silent"):
+            elif name in ("heartbeat", "silent", "truncate"):
                 if args[1] not in ("on", "off"):
                     raise ValueError("on or off")
                 d = self.by_node[int(args[0], 0)]
                 if name == "heartbeat":
                     d.heartbeat_on = args[1] == "on"
-                else:
+                elif name == "silent":
                     d.silent = args[1] == "on"
+                else:
+                    d.truncate = args[1] == "on"
             elif name == "busoff":
                 if args[0] not in ("on", "off"):
                     raise ValueError("on or off")

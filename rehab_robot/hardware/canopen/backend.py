@@ -439,12 +439,19 @@ class CanopenArm(HardwareInterface):
             self._missed[j] = 0
             values = {}
             for k, pdo in enumerate(self.layout.tpdos):
+                needed = sum(m.bits for m in pdo) // 8
+                if len(data[j][k]) != needed:
+                    # Bytes from the wire that do not match the mapping written: never guess.
+                    self._missed[j] += 1
+                    self._raise_once(("length", j, k), f"node {joint.node_id}: TPDO{k + 1} has {len(data[j][k])} "
+                                                       f"bytes, the mapping written needs {needed}", joint.name)
+                    break
                 offset = 0
                 for m in pdo:
-                    size = m.bits // 8
-                    values[m.role] = struct.unpack_from("<" + _FORMATS[m.index], data[j][k], offset)[0] \
-                        if len(data[j][k]) >= offset + size else 0
-                    offset += size
+                    values[m.role] = struct.unpack_from("<" + _FORMATS[m.index], data[j][k], offset)[0]
+                    offset += m.bits // 8
+            if len(values) < sum(len(pdo) for pdo in self.layout.tpdos):
+                continue
             self._statusword[j] = values["statusword"]
             previous = self._position[j]
             self._counts[j] = values["position"]
@@ -483,10 +490,12 @@ class CanopenArm(HardwareInterface):
             self._raise_once(("silent",), f"no drive answered SYNC for {int(self._missed.min())} cycles in a row "
                                           f"on {cfg.channel}: bus-off, bus error, or the CAN cable/power?",
                              None, True)
+        # A drive is silent on its own only while another one answers; all silent is the bus.
+        bus_alive = bool(np.any(self._missed == 0))
         for j, joint in enumerate(cfg.joints):
             if not self._started:
                 break
-            if self._missed[j] >= cfg.max_missed_cycles:
+            if self._missed[j] >= cfg.max_missed_cycles and bus_alive:
                 self._raise_once(("tpdo", j), f"node {joint.node_id}: no TPDO for {int(self._missed[j])} SYNC "
                                               "cycles in a row", joint.name)
             silence = now - heartbeats[j]
@@ -579,6 +588,11 @@ class CanopenArm(HardwareInterface):
         deadline = time.monotonic() + cfg.startup_timeout
         while not all(self._booted) and time.monotonic() < deadline:
             time.sleep(0.005)
+        if not any(self._booted):
+            raise HardwareError(
+                f"no drive answered on {cfg.interface} {cfg.channel} at {cfg.bitrate} bit/s (no boot-up within "
+                f"{cfg.startup_timeout:g} s of NMT reset communication): drive power, CAN cable, termination, "
+                "bitrate, or the bus is off", device_lost=True)
         for j, joint in enumerate(cfg.joints):
             if not self._booted[j]:
                 raise HardwareError(
