@@ -1,22 +1,28 @@
 """Unit tests of the canopen backend's plain modules: configuration, units, PDO layouts,
-CiA 402 state machine, bus load and EMCY texts (no bus, no process)."""
+CiA 402 state machine, bus load, EMCY texts and error frames; and the backend's PDO
+encoding and decoding with a recording stand-in for the bus (no bus, no process)."""
 
 from __future__ import annotations
 
+import collections
 import math
+import struct
+import threading
 
+import numpy as np
 import pytest
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
 from rehab_robot import JOINT_NAMES
-from rehab_robot.errors import ConfigError
+from rehab_robot.errors import ConfigError, HardwareError
 from rehab_robot.hardware.canopen import cia402
 from rehab_robot.hardware.canopen.backend import CanopenArm, check_bus_load
 from rehab_robot.hardware.canopen.bus_load import bus_load, frame_bits, layout_bus_load
 from rehab_robot.hardware.canopen.config import LAYOUTS, JointConfig, default_config_path, load_config
-from rehab_robot.hardware.canopen.emcy import emcy_text, register_text
+from rehab_robot.hardware.canopen.emcy import emcy_text, error_frame, register_text
+from rehab_robot.hardware.interface import JointCommand
 from rehab_robot.hardware.registry import backend_class, backend_options
 
 
@@ -253,3 +259,89 @@ def test_emcy_texts():
     assert emcy_text(0xFF42) == "device specific error (code not listed)"
     assert register_text(0x03) == "generic, current"
     assert register_text(0) == "none"
+
+
+def test_error_frames_are_classified():
+    """Bus-off leaves the bus; error passive fails it; a single error is only counted."""
+    assert error_frame(0x040, b"") == ("bus-off", "bus-off")
+    text, severity = error_frame(0x004, bytes((0, 0x20)))
+    assert severity == "passive" and text == "controller problem, TX error passive"
+    assert error_frame(0x004, bytes((0, 0x08)))[1] == "counted"  # a warning only
+    assert error_frame(0x088, b"")[1] == "counted"
+    assert error_frame(0x020, b"")[0] == "no ACK on transmission"
+
+
+class _Network:
+    """Records what the backend sends (no bus)."""
+
+    def __init__(self):
+        self.sent = []
+
+    def send_message(self, can_id, data):
+        self.sent.append((can_id, bytes(data)))
+
+
+def _bare_arm(layout: str) -> CanopenArm:
+    """A CanopenArm with its state but no bus: for the PDO encoding and decoding alone."""
+    arm = CanopenArm.__new__(CanopenArm)
+    arm.config = load_config(default_config_path())
+    arm.layout = LAYOUTS[layout]
+    arm.period = 0.002
+    arm._network, arm._lost, arm._frames_sent, arm._cycles = _Network(), None, 0, 10
+    arm._rated = np.array([1.27, 1.27, 0.64, 0.64])
+    arm._statusword = np.full(4, 0x0617)  # quick stop active
+    arm._counts = np.array([100, 200, 300, 400], dtype=np.int64)
+    arm._hold_counts = arm._counts.copy()
+    arm._follow, arm._command = False, None
+    n_tpdo = len(arm.layout.tpdos)
+    arm._tpdo_data = [[b""] * n_tpdo for _ in range(4)]
+    arm._tpdo_count = np.zeros((4, n_tpdo), dtype=np.int64)
+    arm._tpdo_seen = np.zeros((4, n_tpdo), dtype=np.int64)
+    arm._missed = np.zeros(4, dtype=int)
+    arm._position, arm._velocity, arm._effort = np.zeros(4), np.zeros(4), np.zeros(4)
+    arm._sync_times = collections.deque([0.0, 0.002], maxlen=9)
+    arm._reported = set()
+    arm._lock = threading.Lock()
+    return arm
+
+
+def test_rpdos_encode_the_mapping_the_backend_writes():
+    """Hold: quick stop + actual position; follow: enable + setpoint in drive units, per layout."""
+    arm = _bare_arm("compact")
+    arm._send_rpdos()
+    assert arm._network.sent[0] == (0x201, struct.pack("<Hih", 0x02, 100, 0))
+    assert [cob for cob, _ in arm._network.sent] == [0x201, 0x202, 0x203, 0x204]
+    arm._network.sent.clear()
+    arm._follow = True
+    arm._command = JointCommand(np.array([0.0, 0.0, 0.0, 0.01]), np.zeros(4), np.array([0, 0, 0, 5.12])) \
+        .checked_fields(JOINT_NAMES)
+    arm._send_rpdos()
+    elbow = arm.config.joints[3]
+    word, target, torque = struct.unpack("<Hih", arm._network.sent[3][1])
+    assert word == 0x0F and target == elbow.position_to_counts(0.01)
+    assert torque == 100  # 5.12 N·m / (80 x 0.64 N·m) = 0.1 = 100 per mille
+    full = _bare_arm("full")
+    full._follow, full._command = True, arm._command
+    full._send_rpdos()
+    assert [cob for cob, _ in full._network.sent[:2]] == [0x201, 0x301]
+    assert struct.unpack("<ih", full._network.sent[7][1]) == (0, 100)
+
+
+def test_tpdos_decode_to_si_and_velocity_spans_the_sync_periods():
+    """Statusword, position and torque in SI; two TPDOs since the last read: velocity over 2 periods."""
+    arm = _bare_arm("compact")
+    elbow = arm.config.joints[3]
+    for j, joint in enumerate(arm.config.joints):
+        arm._tpdo_data[j][0] = struct.pack("<Hih", 0x0617, joint.position_to_counts(0.2), 500)
+        arm._tpdo_count[j, 0] = 1
+    arm._take_tpdos(0.0)
+    assert arm._position[3] == pytest.approx(0.2, abs=1e-6)
+    assert arm._effort[3] == pytest.approx(0.5 * 0.64 * 80)
+    arm._tpdo_data[3][0] = struct.pack("<Hih", 0x0617, elbow.position_to_counts(0.204), 500)
+    arm._tpdo_count[:, 0] = 3  # two SYNCs answered since the last read
+    arm._take_tpdos(0.0)
+    assert arm._velocity[3] == pytest.approx(0.004 / (2 * 0.002), rel=1e-3)
+    arm._tpdo_data[2][0] = b"\x17\x06\x00"
+    arm._tpdo_count[:, 0] = 4
+    with pytest.raises(HardwareError, match="TPDO1 has 3 bytes, the mapping written needs 8"):
+        arm._take_tpdos(0.0)

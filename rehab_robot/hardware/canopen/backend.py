@@ -45,7 +45,7 @@ from rehab_robot.errors import ConfigError, HardwareError
 from rehab_robot.hardware.canopen import cia402
 from rehab_robot.hardware.canopen.bus_load import layout_bus_load
 from rehab_robot.hardware.canopen.config import ArmConfig, check_channel, default_config_path, load_config
-from rehab_robot.hardware.canopen.emcy import emcy_text, register_text
+from rehab_robot.hardware.canopen.emcy import emcy_text, error_frame, register_text
 from rehab_robot.hardware.interface import HardwareInterface, JointCommand, JointSample
 from rehab_robot.periodic import GIL_SWITCH_INTERVAL
 
@@ -167,6 +167,7 @@ class CanopenArm(HardwareInterface):
         self._emcy_seen: dict[int, tuple[int, int]] = {}  # ever, for diagnostics
         self._bus_errors: collections.deque = collections.deque(maxlen=8)
         self._error_frames = 0
+        self._last_error_frame = ""
         self._reported: set = set()
         self._lost: Optional[str] = None
         self._follow = False
@@ -297,14 +298,12 @@ class CanopenArm(HardwareInterface):
             self._lost = f"receive failed: {exc}"
 
     def _on_error_frame(self, msg) -> None:
-        flags = msg.arbitration_id
-        data = bytes(msg.data) + bytes(8)
+        text, severity = error_frame(msg.arbitration_id, msg.data)
         with self._lock:
             self._error_frames += 1
-            if flags & 0x40:
-                self._bus_errors.append(("bus-off", True))
-            elif flags & 0x04 and data[1] & 0x30:
-                self._bus_errors.append(("CAN controller error passive", False))
+            self._last_error_frame = text
+            if severity != "counted":
+                self._bus_errors.append((text, severity == "bus-off"))
 
     # -- the interface ---------------------------------------------------------------------
 
@@ -391,7 +390,8 @@ class CanopenArm(HardwareInterface):
             "bus_load_computed": f"{100 * load.load:.1f} %",
             "cycles": str(self._cycles),
             "frames_sent": str(self._frames_sent),
-            "error_frames": str(self._error_frames),
+            "error_frames": str(self._error_frames) + (f" (last: {self._last_error_frame})"
+                                                       if self._last_error_frame else ""),
             "adapter": f"lost: {self._lost}" if self._lost else ("closed" if self._network is None else "ok"),
         }
         for j, joint in enumerate(self.config.joints):

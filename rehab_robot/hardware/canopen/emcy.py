@@ -91,3 +91,34 @@ def register_text(register: int) -> str:
     """Return the set bits of an error register (0x1001) as text."""
     names = [REGISTER_BITS.get(b, f"bit {b}") for b in range(8) if register & (1 << b)]
     return ", ".join(names) if names else "none"
+
+
+#: SocketCAN error frame classes (linux/can/error.h), as python-can reports them in
+#: ``Message.arbitration_id`` of an error frame.
+_ERROR_CLASSES = {
+    0x001: "TX timeout", 0x002: "arbitration lost", 0x004: "controller problem", 0x008: "protocol violation",
+    0x010: "transceiver status", 0x020: "no ACK on transmission", 0x040: "bus-off", 0x080: "bus error",
+    0x100: "controller restarted",
+}
+#: Controller problem details (``data[1]`` of a controller-problem error frame).
+_CONTROLLER = {0x01: "RX overflow", 0x02: "TX overflow", 0x04: "RX error warning", 0x08: "TX error warning",
+               0x10: "RX error passive", 0x20: "TX error passive", 0x40: "back to error active"}
+
+
+def error_frame(flags: int, data: bytes) -> tuple[str, str]:
+    """Classify an error frame: return (text, severity).
+
+    Severity: ``"bus-off"`` (the controller left the bus: nothing can be sent),
+    ``"passive"`` (error passive: the bus is failing), or ``"counted"`` (a single error,
+    which CAN recovers from by retransmission).
+    """
+    data = bytes(data) + bytes(8)
+    names = [text for bit, text in _ERROR_CLASSES.items() if flags & bit]
+    if flags & 0x004:
+        names += [text for bit, text in _CONTROLLER.items() if data[1] & bit]
+    text = ", ".join(names) or f"error frame 0x{flags:X}"
+    if flags & 0x040:
+        return text, "bus-off"
+    if flags & 0x004 and data[1] & 0x30:
+        return text, "passive"
+    return text, "counted"
