@@ -603,6 +603,8 @@ class Drive:
 BITRATES = {"S0": 10000, "S1": 20000, "S2": 50000, "S3": 100000, "S4": 125000, "S5": 250000,
             "S6": 500000, "S7": 750000, "S8": 1000000}
 OK, BELL = b"\r", b"\a"
+#: SCHED_FIFO priority of the emulator process (the driver node runs at 50).
+EMULATOR_PRIORITY = 60
 CATCH_UP_SLICE = 0.005
 
 
@@ -948,8 +950,10 @@ def main(argv: list[str] | None = None) -> int:
     if len(set(nodes)) != len(nodes):
         parser.error(f"node ids must differ, got {nodes}")
     try:
-        # Real drives answer whatever the host does (see the dynamixel emulator).
-        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
+        # Real drives answer whatever the host does: above the driver node's SCHED_FIFO 50, so
+        # a busy driver process never holds the emulated bus up. The emulator sleeps in
+        # select() between frames and physics steps, so it takes little from the host.
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(EMULATOR_PRIORITY))
     except (OSError, AttributeError) as exc:
         print(f"emulate canopen: no real-time priority ({exc}); replies may be late on a busy machine",
               file=sys.stderr)
