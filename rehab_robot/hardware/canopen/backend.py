@@ -168,6 +168,8 @@ class CanopenArm(HardwareInterface):
         self._bus_errors: collections.deque = collections.deque(maxlen=8)
         self._error_frames = 0
         self._last_error_frame = ""
+        self._last_frame = 0.0  # [s] monotonic time of the last TPDO or heartbeat received
+        self._receive_gap_max = 0.0  # [s] longest time without one since start-up
         self._reported: set = set()
         self._lost: Optional[str] = None
         self._follow = False
@@ -273,15 +275,19 @@ class CanopenArm(HardwareInterface):
     # -- callbacks from the receiving thread ----------------------------------------------
 
     def _on_tpdo(self, j: int, k: int, pdo_map) -> None:
+        now = time.monotonic()
         with self._lock:
             self._tpdo_data[j][k] = bytes(pdo_map.data)
             self._tpdo_count[j, k] += 1
+            if self._started:
+                self._receive_gap_max = max(self._receive_gap_max, now - self._last_frame)
+            self._last_frame = now
 
     def _on_heartbeat(self, j: int, data: bytes) -> None:
         if not data:
             return
         with self._lock:
-            self._heartbeat_time[j] = time.monotonic()
+            self._heartbeat_time[j] = self._last_frame = time.monotonic()
             self._nmt_state[j] = data[0] & 0x7F
             if data[0] == 0x00:
                 self._booted[j] = True
@@ -390,6 +396,7 @@ class CanopenArm(HardwareInterface):
             "bus_load_computed": f"{100 * load.load:.1f} %",
             "cycles": str(self._cycles),
             "frames_sent": str(self._frames_sent),
+            "receive_gap_max": f"{self._receive_gap_max * 1e3:.1f} ms",
             "error_frames": str(self._error_frames) + (f" (last: {self._last_error_frame})"
                                                        if self._last_error_frame else ""),
             "adapter": f"lost: {self._lost}" if self._lost else ("closed" if self._network is None else "ok"),
@@ -398,7 +405,9 @@ class CanopenArm(HardwareInterface):
             prefix = joint.name
             values[f"{prefix}.node"] = str(joint.node_id)
             values[f"{prefix}.state"] = cia402.state(int(self._statusword[j]))
-            values[f"{prefix}.nmt"] = _NMT_STATES.get(self._nmt_state[j], str(self._nmt_state[j]))
+            nmt = self._nmt_state[j]
+            values[f"{prefix}.nmt"] = "operational (no heartbeat since start-up yet)" if nmt is None \
+                else _NMT_STATES.get(nmt, f"0x{nmt:02X}")
             if j in self._emcy_seen:
                 code, register = self._emcy_seen[j]
                 values[f"{prefix}.last_emcy"] = f"0x{code:04X} {emcy_text(code)}"
@@ -485,11 +494,15 @@ class CanopenArm(HardwareInterface):
             self._raise_once(("emcy", j, code), f"node {joint.node_id} EMCY 0x{code:04X} {emcy_text(code)} "
                                                 f"(error register 0x{register:02X}: {register_text(register)})",
                              joint.name)
-        if self._started and np.all(self._missed >= cfg.max_missed_cycles):
+        with self._lock:
+            quiet = now - self._last_frame
+        # The whole bus is gone only if no drive has said anything (TPDO or heartbeat) for a
+        # heartbeat timeout: missed SYNC answers alone may be this host falling behind.
+        if self._started and np.all(self._missed >= cfg.max_missed_cycles) and quiet > cfg.heartbeat_timeout:
             self._lost = "bus silent"
             self._raise_once(("silent",), f"no drive answered SYNC for {int(self._missed.min())} cycles in a row "
-                                          f"on {cfg.channel}: bus-off, bus error, or the CAN cable/power?",
-                             None, True)
+                                          f"and nothing was heard for {quiet * 1e3:.0f} ms on {cfg.channel}: "
+                                          "bus-off, bus error, or the CAN cable/power?", None, True)
         # A drive is silent on its own only while another one answers; all silent is the bus.
         bus_alive = bool(np.any(self._missed == 0))
         for j, joint in enumerate(cfg.joints):
@@ -499,7 +512,7 @@ class CanopenArm(HardwareInterface):
                 self._raise_once(("tpdo", j), f"node {joint.node_id}: no TPDO for {int(self._missed[j])} SYNC "
                                               "cycles in a row", joint.name)
             silence = now - heartbeats[j]
-            if silence > cfg.heartbeat_timeout:
+            if silence > cfg.heartbeat_timeout and bus_alive:
                 self._raise_once(("heartbeat", j), f"node {joint.node_id}: heartbeat lost (none for "
                                                    f"{silence * 1e3:.0f} ms, timeout {cfg.heartbeat_timeout * 1e3:.0f} ms)",
                                  joint.name)
@@ -635,6 +648,7 @@ class CanopenArm(HardwareInterface):
                                 cfg.joints[j].name)
         self._started = True
         with self._lock:
+            self._receive_gap_max = 0.0
             # Heartbeats sent before NMT start said pre-operational; judge only the ones after.
             self._nmt_state = [None] * len(cfg.joints)
             self._heartbeat_time[:] = np.maximum(self._heartbeat_time, time.monotonic())
