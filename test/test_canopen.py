@@ -328,7 +328,8 @@ def test_rpdos_encode_the_mapping_the_backend_writes():
 
 
 def test_tpdos_decode_to_si_and_velocity_spans_the_sync_periods():
-    """Statusword, position and torque in SI; two TPDOs since the last read: velocity over 2 periods."""
+    """Statusword, position and torque in SI; two TPDOs since the last read: velocity over the two
+    SYNC intervals as they were sent."""
     arm = _bare_arm("compact")
     elbow = arm.config.joints[3]
     for j, joint in enumerate(arm.config.joints):
@@ -338,9 +339,10 @@ def test_tpdos_decode_to_si_and_velocity_spans_the_sync_periods():
     assert arm._position[3] == pytest.approx(0.2, abs=1e-6)
     assert arm._effort[3] == pytest.approx(0.5 * 0.64 * 80)
     arm._tpdo_data[3][0] = struct.pack("<Hih", 0x0617, elbow.position_to_counts(0.204), 500)
+    arm._sync_times.extend([0.0045, 0.0065])  # one SYNC sent late: intervals 2.5 ms and 2 ms
     arm._tpdo_count[:, 0] = 3  # two SYNCs answered since the last read
     arm._take_tpdos(0.0)
-    assert arm._velocity[3] == pytest.approx(0.004 / (2 * 0.002), rel=1e-3)
+    assert arm._velocity[3] == pytest.approx(0.004 / 0.0045, rel=1e-3)
     arm._tpdo_data[2][0] = b"\x17\x06\x00"
     arm._tpdo_count[:, 0] = 4
     with pytest.raises(HardwareError, match="TPDO1 has 3 bytes, the mapping written needs 8"):

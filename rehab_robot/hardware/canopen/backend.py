@@ -434,12 +434,12 @@ class CanopenArm(HardwareInterface):
             counts = self._tpdo_count.copy()
             data = [list(row) for row in self._tpdo_data]
         fresh = np.all(counts > self._tpdo_seen, axis=1)
-        # Each TPDO answers one SYNC: the position difference since the last read spans as
-        # many SYNC periods as TPDOs came in (several after a late read, none before).
+        # Each TPDO answers one SYNC, the newest one the last SYNC sent: the position
+        # difference since the last read spans as many SYNC intervals as TPDOs came in
+        # (several after a late read), timed by when those SYNCs were actually sent.
         periods = counts[:, 0] - self._tpdo_seen[:, 0]
         self._tpdo_seen = counts
-        sync_dt = (self._sync_times[-1] - self._sync_times[0]) / (len(self._sync_times) - 1) \
-            if len(self._sync_times) >= 2 else self.period
+        sync_times = list(self._sync_times)
         for j, joint in enumerate(self.config.joints):
             if not fresh[j]:
                 if self._sync_times:
@@ -468,7 +468,9 @@ class CanopenArm(HardwareInterface):
             if "velocity" in values:
                 self._velocity[j] = joint.counts_to_velocity(values["velocity"])
             elif self._cycles > 1:
-                self._velocity[j] = (self._position[j] - previous) / (max(sync_dt, 1e-4) * periods[j])
+                span = int(min(periods[j], len(sync_times) - 1))
+                dt = sync_times[-1] - sync_times[-1 - span] if span >= 1 else self.period * periods[j]
+                self._velocity[j] = (self._position[j] - previous) / max(dt, 1e-4)
             self._effort[j] = joint.permille_to_torque(values["torque"], self._rated[j])
 
     def _check_faults(self, now: float) -> None:
