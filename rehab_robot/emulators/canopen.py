@@ -615,7 +615,10 @@ class Emulator:
                  out=sys.stdout) -> None:
         self.out = out
         self.link, self.path_file = link, path_file
-        self.arm = SimulatedArm()
+        # The physics follows a clock of ours, so a catch-up slice also refreshes the
+        # actual values: a stall then shows as a steady motion, not a frozen then jumping arm.
+        self.sim_time = time.monotonic()
+        self.arm = SimulatedArm(clock=lambda: self.sim_time)
         self.q, self.v, self.tau = self.arm.read().position, np.zeros(len(specs)), np.zeros(len(specs))
         self.hold = self.q.copy()
         self.tx = bytearray()  # to the host
@@ -754,11 +757,9 @@ class Emulator:
 
     def step(self, now: float) -> None:
         behind = now - self.arm.time
-        if CATCH_UP_SLICE < behind < MAX_CATCH_UP:
-            self.arm.advance_to(self.arm.time + CATCH_UP_SLICE)
-        else:
-            sample = self.arm.read()
-            self.q, self.v, self.tau = sample.position, sample.velocity, sample.effort
+        self.sim_time = self.arm.time + CATCH_UP_SLICE if CATCH_UP_SLICE < behind < MAX_CATCH_UP else now
+        sample = self.arm.read()
+        self.q, self.v, self.tau = sample.position, sample.velocity, sample.effort
         for d in self.drives:
             d.tick(now)
             j = d.joint
