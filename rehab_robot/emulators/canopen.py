@@ -687,6 +687,7 @@ class Emulator:
             for d in self.drives:
                 d.on_nmt(data)
         elif can_id == SYNC_ID:
+            self.step(time.monotonic())  # a drive samples its actual values at the SYNC
             for d in self.drives:
                 if not d.silent:
                     for cob, payload in d.on_sync():
