@@ -220,3 +220,18 @@ def test_slcan_adapter_commands():
         assert e.command_line(b"t08", 0.0) == emu.BELL  # malformed
     finally:
         e.close_pty()
+
+
+def test_csp_velocity_feed_forward_from_targets_without_a_velocity_offset(drive):
+    """With no 0x60B1 mapped, the drive's velocity setpoint is the target difference per SYNC interval."""
+    _operational_csp(drive)
+    for word in (0x06, 0x07, 0x0F):
+        _cycle(drive, word)
+    assert drive.operation_enabled
+    drive.on_rpdo(0, struct.pack("<Hih", 0x0F, 1000, 0))
+    drive.on_sync(now=1.000)
+    drive.on_rpdo(0, struct.pack("<Hih", 0x0F, 1010, 0))
+    drive.on_sync(now=1.002)
+    assert drive.target_velocity == pytest.approx(10 / 0.002)
+    _cycle(drive, 0x02)  # quick stop: no feed-forward
+    assert drive.target_velocity == 0.0

@@ -246,6 +246,8 @@ class Drive:
         self.last_controlword = 0
         self.sdo_segment: dict | None = None
         self.pending_rpdo: dict[int, bytes] = {}
+        self.target_velocity = 0.0  # [increments/s] derived from the targets (see on_sync)
+        self.last_target, self.last_sync = 0, None
         self.sync_count = 0
         self.next_heartbeat = 0.0
         self.fault_code = 0
@@ -469,13 +471,25 @@ class Drive:
                 self.on_controlword(value)
             entry.value = value
 
-    def on_sync(self) -> list[tuple[int, bytes]]:
-        """Apply synchronous RPDOs, then the TPDOs due at this SYNC."""
+    def on_sync(self, now: float | None = None) -> list[tuple[int, bytes]]:
+        """Apply synchronous RPDOs, then the TPDOs due at this SYNC.
+
+        In CSP a drive that is given no velocity offset (0x60B1 not mapped) takes its
+        velocity feed-forward from the target positions: their difference over the SYNC
+        interval [increments/s].
+        """
         if self.nmt != NMT_OPERATIONAL:
             return []
         for k, data in sorted(self.pending_rpdo.items()):
             self.apply_rpdo(k, data)
         self.pending_rpdo.clear()
+        target = self.get(0x607A)
+        if now is not None and self.operation_enabled and self.last_sync is not None and not any(
+                index == 0x60B1 for k in range(4) for index, _, _ in self.mapped(0x1600 + k)):
+            self.target_velocity = (target - self.last_target) / max(now - self.last_sync, 1e-4)
+        else:
+            self.target_velocity = 0.0
+        self.last_target, self.last_sync = target, (now if self.operation_enabled else None)
         self.put(0x6041, 0, self.statusword(following=self.operation_enabled))
         self.sync_count += 1
         out = []
@@ -690,7 +704,7 @@ class Emulator:
             self.step(time.monotonic())  # a drive samples its actual values at the SYNC
             for d in self.drives:
                 if not d.silent:
-                    for cob, payload in d.on_sync():
+                    for cob, payload in d.on_sync(now):
                         d.send(cob, payload)
         elif SDO_RX_BASE < can_id <= SDO_RX_BASE + 0x7F:
             d = self.by_node.get(can_id - SDO_RX_BASE)
@@ -786,7 +800,7 @@ class Emulator:
             j = d.joint
             if following[j]:
                 goal[j] = d.angle(d.get(0x607A))
-                velocity[j] = d.velocity_si(d.get(0x60B1))
+                velocity[j] = d.velocity_si(d.get(0x60B1) + d.target_velocity)
                 effort[j] = d.torque_si(d.get(0x60B2))
                 self.hold[j] = self.q[j]
         if not self.arm.enabled:
