@@ -300,6 +300,7 @@ def _bare_arm(layout: str) -> CanopenArm:
     arm._missed = np.zeros(4, dtype=int)
     arm._position, arm._velocity, arm._effort = np.zeros(4), np.zeros(4), np.zeros(4)
     arm._sync_times = collections.deque([0.0, 0.002], maxlen=9)
+    arm._history = [collections.deque(maxlen=4) for _ in range(4)]
     arm._reported = set()
     arm._lock = threading.Lock()
     return arm
@@ -328,8 +329,8 @@ def test_rpdos_encode_the_mapping_the_backend_writes():
 
 
 def test_tpdos_decode_to_si_and_velocity_spans_the_sync_periods():
-    """Statusword, position and torque in SI; two TPDOs since the last read: velocity over the two
-    SYNC intervals as they were sent."""
+    """Statusword, position and torque in SI; velocity over the SYNC intervals as they were sent
+    (two here, one SYNC late)."""
     arm = _bare_arm("compact")
     elbow = arm.config.joints[3]
     for j, joint in enumerate(arm.config.joints):

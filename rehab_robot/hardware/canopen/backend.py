@@ -51,6 +51,8 @@ from rehab_robot.periodic import GIL_SWITCH_INTERVAL
 
 #: Speed [rad/s] below which a joint counts as at rest.
 REST_VELOCITY = 0.01
+#: SYNC intervals the velocity is computed over when the drives do not send it (compact layout).
+VELOCITY_WINDOW = 3
 #: Cycles a drive may take to reach Operation enabled after ``enable()``.
 ENABLE_CYCLES = 20
 #: Python struct formats of the mapped object sizes [bit] (signed except the control words).
@@ -177,6 +179,7 @@ class CanopenArm(HardwareInterface):
         self._command: Optional[tuple] = None
         self._hold_counts = np.zeros(n, dtype=np.int64)
         self._sync_times: collections.deque = collections.deque(maxlen=9)
+        self._history = [collections.deque(maxlen=VELOCITY_WINDOW + 1) for _ in range(n)]
         self._cycles = 0
         self._frames_sent = 0
         self._started = False
@@ -434,12 +437,10 @@ class CanopenArm(HardwareInterface):
             counts = self._tpdo_count.copy()
             data = [list(row) for row in self._tpdo_data]
         fresh = np.all(counts > self._tpdo_seen, axis=1)
-        # Each TPDO answers one SYNC, the newest one the last SYNC sent: the position
-        # difference since the last read spans as many SYNC intervals as TPDOs came in
-        # (several after a late read), timed by when those SYNCs were actually sent.
-        periods = counts[:, 0] - self._tpdo_seen[:, 0]
+        # The newest TPDO answers the last SYNC sent: positions are stamped with the time
+        # that SYNC was sent, whatever the delay of this read.
         self._tpdo_seen = counts
-        sync_times = list(self._sync_times)
+        stamp = self._sync_times[-1] if self._sync_times else now
         for j, joint in enumerate(self.config.joints):
             if not fresh[j]:
                 if self._sync_times:
@@ -462,15 +463,18 @@ class CanopenArm(HardwareInterface):
             if len(values) < sum(len(pdo) for pdo in self.layout.tpdos):
                 continue
             self._statusword[j] = values["statusword"]
-            previous = self._position[j]
             self._counts[j] = values["position"]
             self._position[j] = joint.counts_to_position(values["position"])
             if "velocity" in values:
                 self._velocity[j] = joint.counts_to_velocity(values["velocity"])
-            elif self._cycles > 1:
-                span = int(min(periods[j], len(sync_times) - 1))
-                dt = sync_times[-1] - sync_times[-1 - span] if span >= 1 else self.period * periods[j]
-                self._velocity[j] = (self._position[j] - previous) / max(dt, 1e-4)
+            else:
+                # Over a few SYNCs: the jitter between sending a SYNC and the drive sampling
+                # at it would make a one-period difference noisy.
+                history = self._history[j]
+                history.append((stamp, self._position[j]))
+                dt = history[-1][0] - history[0][0]
+                if dt > 1e-4:
+                    self._velocity[j] = (history[-1][1] - history[0][1]) / dt
             self._effort[j] = joint.permille_to_torque(values["torque"], self._rated[j])
 
     def _check_faults(self, now: float) -> None:
@@ -595,6 +599,8 @@ class CanopenArm(HardwareInterface):
         self._last_emcy.clear()
         self._missed[:] = 0
         self._sync_times.clear()
+        for history in self._history:
+            history.clear()
         try:
             network.nmt.send_command(0x82)  # reset communication: PDOs back to the drive's defaults
         except Exception as exc:
