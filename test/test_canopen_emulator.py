@@ -232,6 +232,10 @@ def test_csp_velocity_feed_forward_from_targets_without_a_velocity_offset(drive)
     drive.on_sync(now=1.000)
     drive.on_rpdo(0, struct.pack("<Hih", 0x0F, 1010, 0))
     drive.on_sync(now=1.002)
-    assert drive.target_velocity == pytest.approx(10 / 0.002)
+    assert drive.target_velocity == pytest.approx(10 / 0.002)  # the measured SYNC interval
+    download(drive, 0x1006, 0, struct.pack("<I", 4000))  # declared period 4 ms: used instead
+    drive.on_rpdo(0, struct.pack("<Hih", 0x0F, 1030, 0))
+    drive.on_sync(now=1.0021)
+    assert drive.target_velocity == pytest.approx(20 / 0.004)
     _cycle(drive, 0x02)  # quick stop: no feed-forward
     assert drive.target_velocity == 0.0

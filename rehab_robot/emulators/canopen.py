@@ -199,6 +199,7 @@ class Drive:
             (0x1000, 0): Entry(U32, "ro", DEVICE_TYPE_402),
             (0x1001, 0): Entry(U8, "ro", 0, pdo=True),
             (0x1005, 0): Entry(U32, "rw", SYNC_ID),
+            (0x1006, 0): Entry(U32, "rw", 0),  # communication cycle period [us], 0: not set
             (0x1008, 0): Entry(VSTRING, "const", b"rehab emulated CiA 402 servo drive"),
             (0x1014, 0): Entry(U32, "rw", EMCY_BASE + n),
             (0x1017, 0): Entry(U16, "rw", 0),
@@ -475,8 +476,8 @@ class Drive:
         """Apply synchronous RPDOs, then the TPDOs due at this SYNC.
 
         In CSP a drive that is given no velocity offset (0x60B1 not mapped) takes its
-        velocity feed-forward from the target positions: their difference over the SYNC
-        interval [increments/s].
+        velocity feed-forward from the target positions: their difference over the
+        communication cycle period 0x1006 (or the measured SYNC interval) [increments/s].
         """
         if self.nmt != NMT_OPERATIONAL:
             return []
@@ -486,7 +487,10 @@ class Drive:
         target = self.get(0x607A)
         if now is not None and self.operation_enabled and self.last_sync is not None and not any(
                 index == 0x60B1 for k in range(4) for index, _, _ in self.mapped(0x1600 + k)):
-            self.target_velocity = (target - self.last_target) / max(now - self.last_sync, 1e-4)
+            # The SYNC period the master declared (0x1006), as a drive's interpolator uses
+            # it; without one, the interval measured between the two SYNCs.
+            period = self.get(0x1006) * 1e-6 or max(now - self.last_sync, 1e-4)
+            self.target_velocity = (target - self.last_target) / period
         else:
             self.target_velocity = 0.0
         self.last_target, self.last_sync = target, (now if self.operation_enabled else None)

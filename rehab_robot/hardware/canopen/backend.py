@@ -7,7 +7,8 @@ docs/hardware/canopen.md for wiring, configuration, units and the bus load.
 Start-up (constructor, and again on ``clear_fault()``): NMT reset communication and
 every drive's boot-up awaited; over SDO each drive's device type (0x1000 must say CiA
 402), then its configuration: every PDO invalidated, then the layout's RPDOs/TPDOs
-mapped with synchronous transmission (type 1), heartbeat producer time (0x1017), quick
+mapped with synchronous transmission (type 1), communication cycle period (0x1006, the
+SYNC period), heartbeat producer time (0x1017), quick
 stop option code (0x605A), mode of operation CSP (0x6060 = 8), rated torque (0x6076 or
 torque constant x rated current 0x6075). Then NMT operational, and the state machine
 driven to holding: Quick stop active, reached through Operation enabled with the target
@@ -710,6 +711,7 @@ class CanopenArm(HardwareInterface):
             raise HardwareError(
                 f"{cfg.path}: joints.{joint.name}.node_id = {joint.node_id}: device type (0x1000) is "
                 f"0x{device_type:08X}, not a CiA 402 drive (low 16 bits must be 0x0192 = 402)", joint.name)
+        write(0x1006, 0, "I", round(self.period * 1e6))  # SYNC period [us]: the drive's interpolation
         write(0x1017, 0, "H", round(cfg.heartbeat_time * 1000))
         write(0x605A, 0, "h", cfg.quick_stop_option_code)
         write(0x6060, 0, "b", cia402.MODE_CSP)
