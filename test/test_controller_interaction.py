@@ -53,12 +53,17 @@ class Watcher:
         self.position = None
         self.velocity = None
         self.events: list[DiagnosticStatus] = []
+        self.driver_state = ""
         node.create_subscription(JointState, "joint_states", self.on_state, topic_qos("joint_states"))
+        node.create_subscription(DiagnosticStatus, "hardware/status", self.on_hardware, topic_qos("hardware/status"))
         node.create_subscription(DiagnosticStatus, "controller/events", self.on_event, EVENTS_QOS)
 
     def on_state(self, msg):
         with self.lock:
             self.position, self.velocity = np.array(msg.position), np.array(msg.velocity)
+
+    def on_hardware(self, msg):
+        self.driver_state = {kv.key: kv.value for kv in msg.values}.get("state", "")
 
     def on_event(self, msg):
         with self.lock:
@@ -88,9 +93,10 @@ def test_active_mode_lets_the_patient_move_the_arm_position_mode_does_not(start_
     ]
     client = ros_client.create_client(SetParametersAtomically, "/motion_controller/set_parameters_atomically")
     assert client.wait_for_service(timeout_sec=30.0), "the controller's parameter service did not appear"
-    wait_for(lambda: watcher.position is not None, 30, "joint_states", nodes)
-    # Position mode (the default): the drives hold the elbow against the push.
-    time.sleep(2.0)
+    wait_for(lambda: watcher.position is not None and watcher.driver_state == "holding", 30,
+             "the arm, held by the drives", nodes)
+    # Position mode (the default), no trajectory: the arm holds against the push (the
+    # drives leave their hold only for a command that moves).
     start = watcher.position.copy()
     time.sleep(1.0)
     assert abs(watcher.position[ELBOW] - start[ELBOW]) < 0.02, "position mode holds the arm"
@@ -104,6 +110,7 @@ def test_active_mode_lets_the_patient_move_the_arm_position_mode_does_not(start_
              "the patient to move the elbow in active mode", nodes)
     ok, reason = set_atomically(client, mode="position")
     assert not ok and "mode" in reason and "moves" in reason, reason
+    assert watcher.driver_state == "following"
     # The patient pushes the elbow up to its soft wall (1.2 rad), which holds it.
     wait_for(lambda: watcher.position[ELBOW] > 1.0 and abs(watcher.velocity[ELBOW]) < 0.02, 10,
              "the elbow to come to rest at the soft wall", nodes)
