@@ -27,11 +27,17 @@ measures the apparent damping of an elbow reach). ``M_0`` keeps the loop stable:
 patient's own joint damping reaches the admittance through the sensor with the drives'
 lag; a joint with a tiny virtual inertia would ring at the loop rate.
 
-``D_x`` is the extra damping of the other terms (soft walls, assistance, resistance,
-the channel), integrated implicitly with the virtual damping so that stiff walls and
-high damping never make the discrete loop unstable:
+Two kinds of torque drive it. Forces at the cuff (the patient's push, the channel of
+path guidance) act on the cuff body through ``M``, as above. Joint-space terms (soft
+walls, assistance, resistance, the compliant hold) act joint by joint: a torque ``t_j``
+accelerates joint j by ``t_j / M_jj`` and no other joint, as a motor at that joint
+would. (Through the coupled ``M`` an elbow assistance would swing the shoulder back, as
+it does a free two-link chain; measured, 10 N·m at the elbow sent the shoulder to -2 rad/s.)
+With ``Λ = diag(M)^-1``, ``t`` and its damping ``D_x`` enter as ``M Λ t`` and ``M Λ D_x``,
+integrated implicitly with the virtual damping so that stiff walls and high damping
+never make the discrete loop unstable:
 
-    (M + dt (D + D_x)) v[k+1] = M v[k] + dt tau[k]
+    (M (I + dt Λ D_x) + dt D) v[k+1] = M v[k] + dt (tau[k] + M Λ t[k])
 
 Reference: N. Hogan, "Impedance control: an approach to manipulation", ASME J. Dyn.
 Syst. Meas. Control 107, 1985; admittance control of an arm exoskeleton as in ARMin
@@ -50,6 +56,12 @@ DIAGONAL_SHARE = 0.25
 L_MIN = 0.15
 #: Virtual inertia every joint has at least [kg·m²].
 JOINT_INERTIA_FLOOR = 0.01
+
+
+def joint_levers(cuff_jacobian) -> np.ndarray:
+    """Lever [m] of the cuff about each joint: the norm of the Jacobian's linear column, at least L_MIN."""
+    J = np.asarray(cuff_jacobian, dtype=float)[:3]
+    return np.maximum(np.linalg.norm(J, axis=0), L_MIN)
 
 
 def unit_inertia(cuff_jacobian) -> np.ndarray:
@@ -102,20 +114,25 @@ class CuffAdmittance:
         """Joint-space virtual damping D [N·m·s/rad] of a cuff damping ``damping`` [N·s/m]."""
         return damping * unit_inertia(cuff_jacobian)
 
-    def step(self, cuff_jacobian, mass: float, damping: float, torque, extra_damping, dt: float) -> None:
+    def step(self, cuff_jacobian, mass: float, damping: float, torque, joint_torque, joint_damping,
+             dt: float) -> None:
         """Advance the virtual dynamics by ``dt`` [s].
 
         Args:
             cuff_jacobian: 6xn Jacobian of the cuff at the current position.
             mass: Virtual mass m [kg].
             damping: Virtual damping d [N·s/m].
-            torque: Joint torque driving the virtual dynamics [N·m], e.g. J^T W.
-            extra_damping: nxn damping [N·m·s/rad] of the other terms, applied implicitly.
+            torque: Joint torque of forces at the cuff [N·m], e.g. J^T W (acts on the cuff body).
+            joint_torque: Joint-space torque [N·m] (walls, assistance ...), acting joint by joint.
+            joint_damping: nxn damping [N·m·s/rad] of the joint-space terms, applied implicitly.
             dt: Time step [s].
         """
         M = self.inertia(cuff_jacobian, mass)
-        D = self.damping(cuff_jacobian, damping) + np.asarray(extra_damping, dtype=float)
-        v = np.linalg.solve(M + dt * D, M @ self.velocity + dt * np.asarray(torque, dtype=float))
+        D = self.damping(cuff_jacobian, damping)
+        scale = M / np.diag(M)[None, :]  # M Λ
+        A = M + dt * (D + scale @ np.asarray(joint_damping, dtype=float))
+        b = M @ self.velocity + dt * (np.asarray(torque, dtype=float) + scale @ np.asarray(joint_torque, dtype=float))
+        v = np.linalg.solve(A, b)
         v = np.clip(v, -self.velocity_limit, self.velocity_limit)
         q = self.position + dt * v
         clamped = (q < self.lower) | (q > self.upper)

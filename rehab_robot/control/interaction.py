@@ -27,7 +27,7 @@ from typing import Optional
 
 import numpy as np
 
-from rehab_robot.control.admittance import CuffAdmittance
+from rehab_robot.control.admittance import CuffAdmittance, joint_levers
 from rehab_robot.control.gravity import holding_torque, limb_weight_torque
 from rehab_robot.control.kinematics import CuffKinematics
 from rehab_robot.control.laws import CommandLimits, limit_command
@@ -44,8 +44,8 @@ REST_SPEED = 0.05
 #: the arm yields to the contraction and drifts back toward where it was when it relaxes.
 COMPLIANT_HOLD_STIFFNESS = 10.0
 COMPLIANT_HOLD_DAMPING = 2.0
-#: Cuff speed [m/s] above which the measured motion gives the spasm detector its direction.
-MOTION_SPEED = 0.02
+#: Joint speed [rad/s] above which a joint's motion gives the spasm detector its direction.
+MOTION_SPEED = 0.05
 #: Speed [rad/s] over which the dry-friction feed-forward ramps up (tanh), as in the simulator.
 FRICTION_SMOOTHING = 0.05
 
@@ -95,7 +95,13 @@ class InteractionController:
         #: Latched reaction: "", "compliant_hold", "return_to_start" or "protective_stop".
         self.reaction = ""
         self.signal_problem = ""
+        #: The patient's push as the cuff force with the same joint torques, base_link [N]
+        #: (the sensor's force and moment together; what the spasm detector watches).
         self.interaction_force = np.zeros(3)
+        #: The sensor's force less the forearm's modelled weight, base_link [N].
+        self.cuff_force = np.zeros(3)
+        #: The patient's push as joint torques [N·m] (sensor wrench less the forearm's weight).
+        self.interaction_torque = np.zeros(self.n)
         #: The patient's push, limb weight support and inertia compensation the admittance took
         #: in the last cycle, as joint torque [N·m] (before walls and mode torques).
         self.input_torque = np.zeros(self.n)
@@ -164,8 +170,12 @@ class InteractionController:
             self._restart(state, reference)
         kin = CuffKinematics.at(self.model, state.q)
         s = self.settings
+        inertia = self._forearm_inertia_torque(state, kin)
         if state.wrench is not None:
-            self.interaction_force = kin.force_in_base(state.wrench) - kin.forearm_load_force(s.limb_masses[1])
+            self.cuff_force = kin.force_in_base(state.wrench) - kin.forearm_load_force(s.limb_masses[1])
+            # The patient's own push: the sensor less the forearm's weight and inertia.
+            self.interaction_torque = kin.wrench_torque(state.wrench) + kin.limb_gravity(s.limb_masses)[1] + inertia
+            self.interaction_force = kin.equivalent_force(self.interaction_torque)
             if not self.reaction:
                 self._watch_spasm(state, kin, reference)
         if not self.reaction and self.mode.admittance:
@@ -178,7 +188,7 @@ class InteractionController:
         elif self.reaction == "return_to_start":
             position, velocity, acceleration = self._return.sample(state.t - self._return_t0)
         elif self.reaction == "compliant_hold" or self.mode.admittance:
-            position, velocity, acceleration = self._admittance_step(state, kin, reference)
+            position, velocity, acceleration = self._admittance_step(state, kin, reference, inertia)
         else:
             position, velocity, acceleration = self.mode.setpoint(state, reference)
         effort = holding_torque(self.model, kin, s.limb_masses, velocity, acceleration)
@@ -189,22 +199,26 @@ class InteractionController:
         self.setpoint = command.position.copy()
         return command
 
-    def _admittance_step(self, state, kin, reference):
+    def _admittance_step(self, state, kin, reference, inertia):
         s = self.settings
         adm = self.admittance
         torque = (kin.wrench_torque(state.wrench) + limb_weight_torque(kin, s.limb_masses, s.weight_support)
-                  + self._forearm_inertia_torque(state, kin))
+                  + inertia)
         self.input_torque = torque.copy()
         walls = self.walls.effort(adm.position, adm.velocity)
-        torque = torque + walls.torque
-        damping = np.diag(walls.damping)
+        joint_torque, joint_damping = walls.torque, np.diag(walls.damping)
         if self.reaction == "compliant_hold":
-            torque = torque + COMPLIANT_HOLD_STIFFNESS * (self._hold - adm.position)
-            damping = damping + COMPLIANT_HOLD_DAMPING * np.eye(self.n)
+            joint_torque = joint_torque + COMPLIANT_HOLD_STIFFNESS * (self._hold - adm.position)
+            joint_damping = joint_damping + COMPLIANT_HOLD_DAMPING * np.eye(self.n)
         else:
             extra = self.mode.effort(state, kin, adm.velocity, reference)
-            torque, damping = torque + extra.torque, damping + extra.damping
-        adm.step(kin.cuff_jacobian, s.admittance_mass, s.admittance_damping, torque, damping, self.dt)
+            if extra.at_cuff:
+                # A cuff force's damping acts on the cuff body: fold it in as torque now.
+                torque = torque + extra.torque - extra.damping @ adm.velocity
+            else:
+                joint_torque, joint_damping = joint_torque + extra.torque, joint_damping + extra.damping
+        adm.step(kin.cuff_jacobian, s.admittance_mass, s.admittance_damping, torque, joint_torque,
+                 joint_damping, self.dt)
         return adm.position.copy(), adm.velocity.copy(), adm.acceleration.copy()
 
     def _forearm_inertia_torque(self, state, kin) -> np.ndarray:
@@ -253,21 +267,18 @@ class InteractionController:
     # -- reactions -----------------------------------------------------------
 
     def _watch_spasm(self, state, kin, reference) -> None:
-        J = kin.cuff_jacobian[:3]
-        direction = None
+        joint_forces = self.interaction_torque / joint_levers(kin.cuff_jacobian)
         if reference is not None and reference.moving and self.settings.mode in (
                 "position", "active_assist", "resistive"):
-            motion = J @ reference.velocity
+            velocity = reference.velocity
         else:
-            motion = J @ state.v
-        speed = float(np.linalg.norm(motion))
-        if speed > MOTION_SPEED or (reference is not None and reference.moving and speed > 1e-6):
-            direction = motion / speed
-        onset = self.spasm.update(state.t, self.interaction_force, direction)
+            velocity = state.v
+        moving = np.abs(velocity) > MOTION_SPEED
+        direction = np.where(moving, np.sign(velocity), 0.0) if np.any(moving) else None
+        onset = self.spasm.update(state.t, joint_forces, direction)
         if onset is None:
             return
-        torque = J.T @ self.interaction_force
-        joint = self.model.joint_names[int(np.argmax(np.abs(torque)))]
+        joint = self.model.joint_names[onset.joint]
         reaction = self.settings.spasm_reaction
         self.reaction = reaction
         self._hold = np.array(state.q, dtype=float)
@@ -311,5 +322,6 @@ class InteractionController:
         s = self.settings
         return {"mode": s.mode, "reaction": self.reaction or "none", "signal_problem": self.signal_problem or "none",
                 "interaction_force_n": f"{np.linalg.norm(self.interaction_force):.2f}",
+                "cuff_force_n": f"{np.linalg.norm(self.cuff_force):.2f}",
                 "admittance": f"{s.admittance_mass:g} kg, {s.admittance_damping:g} N·s/m",
                 "assist_gain": f"{s.assist_gain:.3f}", **self.mode.values()}

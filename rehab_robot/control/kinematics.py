@@ -21,6 +21,10 @@ UPPER_ARM_COM_FRACTION = 0.436
 #: of mass is nearer the elbow, the hand's lies beyond the cuff, so together about half-way.
 FOREARM_COM_FRACTION = 0.5
 
+#: Damping [m] of the equivalent cuff force: it is at most |torque| / (2 * 0.05 m), and an
+#: elbow torque at a 25 cm lever reads 4 % low.
+EQUIVALENT_FORCE_DAMPING = 0.05
+
 SHOULDER_FRAME = "upper_arm_link"
 ELBOW_FRAME = "forearm_link"
 CUFF_FRAME = "cuff_link"
@@ -75,6 +79,17 @@ class CuffKinematics:
     def wrench_torque(self, wrench) -> np.ndarray:
         """Joint torques [N·m] of a cuff wrench (force [N], torque [N·m] in ``ft_sensor_link``)."""
         return self.ft_jacobian.T @ np.asarray(wrench, dtype=float)
+
+    def equivalent_force(self, torque) -> np.ndarray:
+        """The cuff force [N] in ``base_link`` whose joint torques are closest to ``torque`` [N·m].
+
+        A wrench at the cuff is a force and a moment; this expresses the patient's whole
+        push (e.g. an elbow torque, which the sensor reads mostly as a moment) as the one
+        force at the cuff that does the same to the joints (least squares, so a torque no
+        cuff force can make, like the upper-arm rotation with the elbow straight, is left out).
+        """
+        force, *_ = np.linalg.lstsq(self.cuff_jacobian[:3].T, np.asarray(torque, dtype=float), rcond=0.05)
+        return force
 
     def force_in_base(self, wrench) -> np.ndarray:
         """The wrench's force [N] in ``base_link`` axes."""

@@ -1,11 +1,15 @@
 """Spasm detection from the cuff force.
 
-A spasm is an involuntary contraction: the cuff force suddenly rises, typically against
-the intended motion. Two rules, either one is a spasm:
+A spasm is an involuntary contraction: the patient's push suddenly rises, typically
+against the intended motion. The detector watches the push joint by joint, each as the
+cuff force that joint alone would feel, ``F_j = tau_j / l_j`` (``tau_j`` the patient's
+torque at joint j, ``l_j`` the cuff's lever about it): well defined in every posture,
+also where the stretched arm makes a single equivalent cuff force ill-conditioned. Two
+rules, either one is a spasm:
 
-* **threshold**: the force component against the motion, ``-F·u`` (``u`` the unit
-  direction the cuff moves or is meant to move), is above ``force_threshold`` [N];
-* **rate**: the force magnitude rises faster than ``force_rate`` [N/s] over
+* **threshold**: at a joint that moves or is meant to move (direction ``s_j``), the force
+  against the motion, ``-s_j F_j``, is above ``force_threshold`` [N];
+* **rate**: the largest ``|F_j|`` rises faster than ``force_rate`` [N/s] over
   :data:`RATE_WINDOW`, while it is above half the threshold (a small fast twitch is no spasm).
 
 A rule must hold for :data:`CONFIRM_SAMPLES` samples in a row, so that one corrupted
@@ -31,13 +35,15 @@ class SpasmOnset(NamedTuple):
 
     Attributes:
         onset: Time [s] of the first sample of the run that confirmed it.
-        force: Force magnitude [N] at detection (against the motion for the threshold rule).
+        force: Force [N] at detection (against the motion for the threshold rule).
         rule: ``"threshold"`` or ``"rate"``.
+        joint: Index of the joint with that force.
     """
 
     onset: float
     force: float
     rule: str
+    joint: int
 
 
 class SpasmDetector:
@@ -60,32 +66,36 @@ class SpasmDetector:
         self._run_length = 0
         self._last_t: Optional[float] = None
 
-    def update(self, t: float, force, direction) -> Optional[SpasmOnset]:
+    def update(self, t: float, joint_forces, direction) -> Optional[SpasmOnset]:
         """Take the sample at ``t`` [s]; return the spasm it confirms, or None.
 
         Args:
             t: Sample time [s]; a sample not newer than the last one is ignored.
-            force: Cuff force the patient applies [N], 3 values in ``base_link``.
-            direction: Unit vector of the cuff's (intended) motion, or None at rest.
+            joint_forces: The patient's push per joint as a cuff force [N] (``tau_j / l_j``).
+            direction: Per joint +1 / -1 where it moves (or is meant to) that way, 0 where
+                it does not; None at rest.
         """
         if self._last_t is not None and t <= self._last_t:
             return None
         self._last_t = t
-        force = np.asarray(force, dtype=float)
-        magnitude = float(np.linalg.norm(force))
+        forces = np.asarray(joint_forces, dtype=float)
+        strongest = int(np.argmax(np.abs(forces)))
+        magnitude = float(abs(forces[strongest]))
         history = self._history
         history.append((t, magnitude))
         while len(history) > 2 and history[1][0] <= t - RATE_WINDOW:
             history.popleft()
-        against = -float(force @ direction) if direction is not None else 0.0
         hit = None
-        if against > self.force_threshold:
-            hit = ("threshold", against)
-        else:
+        if direction is not None:
+            against = -forces * np.asarray(direction, dtype=float)
+            j = int(np.argmax(against))
+            if against[j] > self.force_threshold:
+                hit = ("threshold", float(against[j]), j)
+        if hit is None:
             t0, f0 = history[0]
             if t - t0 >= 0.5 * RATE_WINDOW and magnitude > 0.5 * self.force_threshold \
                     and (magnitude - f0) / (t - t0) > self.force_rate:
-                hit = ("rate", magnitude)
+                hit = ("rate", magnitude, strongest)
         if hit is None:
             self._run_start, self._run_length = None, 0
             return None
@@ -95,5 +105,5 @@ class SpasmDetector:
         if self._run_length >= CONFIRM_SAMPLES:
             onset = self._run_start
             self._run_start, self._run_length = None, 0
-            return SpasmOnset(onset, hit[1], hit[0])
+            return SpasmOnset(onset, hit[1], hit[0], hit[2])
         return None

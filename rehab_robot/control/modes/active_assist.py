@@ -6,7 +6,8 @@ that lags behind the reference by more than ``assist.deadband`` is pulled toward
     lag_j = s_j (q_ref_j - q_j)                  s_j: the joint's direction of motion
     tau_j = g (K (lag_j - deadband) s_j + D (v_ref_j - v_j))   if lag_j > deadband, else 0
 
-bounded by ``assist.max_torque`` per joint, with ``g = assist.gain`` (adapted per
+its pull (spring and feed-forward) bounded by ``assist.max_torque`` per joint, faded in over :data:`FADE_IN` after onset
+(a step of assistance would jerk the arm), with ``g = assist.gain`` (adapted per
 repetition by the session, :func:`~rehab_robot.control.adaptation.adapt_assistance_gain`),
 ``K = assist.stiffness``, ``D = assist.damping``. A patient ahead of the reference is never
 held back. Onset is the first of: the cuff force along the motion rising by
@@ -34,6 +35,8 @@ ONSET_FORCE = 2.0
 ONSET_SPEED = 0.05
 #: Time after the reference starts [s] at which assistance is allowed without an onset.
 ONSET_TIMEOUT = 1.0
+#: Time [s] over which the assistance fades in after onset (raised cosine).
+FADE_IN = 0.3
 #: Range [rad] below which a joint counts as not moving in the reference.
 _STILL = 1e-3
 
@@ -47,6 +50,7 @@ class ActiveAssistMode(ControlMode):
         """Forget the onset and the baseline force: a new start needs a new onset."""
         self._reference_key: Optional[tuple] = None
         self._onset = False
+        self._onset_time = 0.0
         self._baseline: Optional[float] = None
         self.torque = np.zeros(self.n)
 
@@ -58,6 +62,7 @@ class ActiveAssistMode(ControlMode):
         key = (tuple(np.round(reference.start, 6)), tuple(np.round(reference.end, 6)), reference.duration)
         if key != self._reference_key or reference.elapsed < 0.0:
             self._reference_key, self._onset, self._baseline = key, False, None
+            self._onset_time = 0.0
         travel = reference.end - reference.start
         error = reference.position - state.q
         direction = np.where(np.abs(travel) > _STILL, np.sign(travel), np.sign(error))
@@ -65,22 +70,22 @@ class ActiveAssistMode(ControlMode):
             self._onset = self._detect_onset(state, kinematics, reference, direction)
             if not self._onset:
                 return self.no_effort()
+            self._onset_time = state.t
         s = self.settings
+        fade = min(max((state.t - self._onset_time) / FADE_IN, 0.0), 1.0)
+        gain = s.assist_gain * 0.5 * (1.0 - np.cos(np.pi * fade))
         lag = direction * error
         active = lag > s.assist_deadband
-        if s.assist_gain == 0.0 or not np.any(active):
+        if gain == 0.0 or not np.any(active):
             return self.no_effort()
-        spring = s.assist_gain * s.assist_stiffness * (lag - s.assist_deadband) * direction
-        feedforward = s.assist_gain * s.assist_damping * reference.velocity
-        unbounded = np.where(active, spring + feedforward - s.assist_gain * s.assist_damping * velocity, 0.0)
-        torque, _ = bounded(unbounded, s.assist_max_torque)
-        saturated = torque != unbounded
-        self.torque = torque
-        # Unsaturated joints get their damping implicitly (stable at any virtual mass).
-        implicit = active & ~saturated
-        applied = np.where(implicit, spring + feedforward, torque)
-        damping = np.diag(np.where(implicit, s.assist_gain * s.assist_damping, 0.0))
-        return Effort(applied, damping)
+        spring = gain * s.assist_stiffness * (lag - s.assist_deadband) * direction
+        feedforward = gain * s.assist_damping * reference.velocity
+        # The pull toward the reference is bounded; the damping only dissipates, so it stays
+        # on (implicit, stable at any virtual mass) and keeps a saturated pull from racing.
+        pull, _ = bounded(np.where(active, spring + feedforward, 0.0), s.assist_max_torque)
+        damping = np.where(active, gain * s.assist_damping, 0.0)
+        self.torque = pull - damping * velocity
+        return Effort(pull, np.diag(damping))
 
     def _detect_onset(self, state, kinematics, reference, direction) -> bool:
         if reference.elapsed >= ONSET_TIMEOUT:

@@ -65,10 +65,13 @@ class Effort(NamedTuple):
         torque: Joint torque [N·m].
         damping: nxn joint damping [N·m·s/rad], applied implicitly (total torque is
             ``torque - damping @ v``).
+        at_cuff: True for the torque of a force at the cuff (it acts on the whole virtual
+            cuff body), False for joint-space torque (it acts joint by joint).
     """
 
     torque: np.ndarray
     damping: np.ndarray
+    at_cuff: bool = False
 
 
 class ControlMode(abc.ABC):

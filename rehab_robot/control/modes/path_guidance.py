@@ -57,7 +57,7 @@ class PathGuidanceMode(ControlMode):
         J = kinematics.cuff_jacobian[:3]
         force = -s.path_stiffness * (distance - s.path_width) * d / distance
         across = np.eye(3) - np.outer(tangent, tangent)
-        return Effort(J.T @ force, J.T @ (s.path_damping * across) @ J)
+        return Effort(J.T @ force, J.T @ (s.path_damping * across) @ J, at_cuff=True)
 
     def values(self) -> dict[str, str]:
         """Distance [m] of the cuff from the path."""

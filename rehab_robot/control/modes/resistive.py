@@ -32,6 +32,8 @@ class ResistiveMode(ControlMode):
         unbounded = spring - s.resistive_damping * velocity
         torque, _ = bounded(unbounded, s.resistive_max_torque)
         self.torque = torque
+        # Below the bound the damping is integrated implicitly; at the bound the resistance
+        # is the bound itself (it then only slows the patient down by that much).
         implicit = torque == unbounded
         applied = np.where(implicit, spring, torque)
         return Effort(applied, np.diag(np.where(implicit, s.resistive_damping, 0.0)))
