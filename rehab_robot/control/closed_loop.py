@@ -275,7 +275,9 @@ def assist_as_needed(impairment: float, repetitions: int = 20, gain: float = 1.0
     """
     from rehab_robot.control.adaptation import adapt_assistance_gain
 
-    patient = {"effort": 1.0, "impairment": impairment, "peak_speed": 1.25}
+    # A weak elbow (10 N·m healthy) so that impairment limits the reach: with the default
+    # 45 N·m, half of it still moves the forearm as easily as all of it.
+    patient = {"effort": 1.0, "impairment": impairment, "peak_speed": 1.25, "strength": {"elbow_flexion": 10.0}}
     loop = ClosedLoop({"mode": "active_assist", "assist.gain": gain, "limb_masses": SIM_LIMB_MASSES},
                       virtual_patient=patient)
     low, high, move, hold = 0.3, 1.3, 1.5, 0.5
@@ -289,15 +291,15 @@ def assist_as_needed(impairment: float, repetitions: int = 20, gain: float = 1.0
             loop.set_reference(start, end, move)
             loop.arm.set_patient_target(end, loop.now)
             loop.run(move + hold)
-        r = loop.record.arrays()
-        v = r["v"][begin:, 3]
-        robot = float(np.maximum(r["mode_torque"][begin:, 3] * v, 0.0).sum() * loop.dt)
-        patient_work = float(np.maximum(r["patient_torque"][begin:, 3] * v, 0.0).sum() * loop.dt)
-        error = float(np.sqrt(np.mean(r["lag"][begin:, 3] ** 2)))
+        rec = loop.record
+        v = np.array(rec.v[begin:])[:, 3]
+        robot = float(np.maximum(np.array(rec.mode_torque[begin:])[:, 3] * v, 0.0).sum() * loop.dt)
+        patient_work = float(np.maximum(np.array(rec.patient_torque[begin:])[:, 3] * v, 0.0).sum() * loop.dt)
+        error = float(np.sqrt(np.mean(np.array(rec.lag[begin:])[:, 3] ** 2)))
         results.append({"gain": loop.settings.assist_gain, "error": error, "robot_work": robot,
                         "patient_work": patient_work,
                         "robot_share": robot / (robot + patient_work) if robot + patient_work > 0 else 0.0,
-                        "reached": float(r["q"][begin:, 3].max())})
+                        "reached": float(np.array(rec.q[begin:])[:, 3].max())})
         loop.configure({"assist.gain": adapt_assistance_gain(loop.settings.assist_gain, error,
                                                              forgetting_factor, learning_rate)})
     return results

@@ -84,12 +84,14 @@ class CuffKinematics:
         """The cuff force [N] in ``base_link`` whose joint torques are closest to ``torque`` [N·m].
 
         A wrench at the cuff is a force and a moment; this expresses the patient's whole
-        push (e.g. an elbow torque, which the sensor reads mostly as a moment) as the one
-        force at the cuff that does the same to the joints (least squares, so a torque no
-        cuff force can make, like the upper-arm rotation with the elbow straight, is left out).
+        push (e.g. an elbow torque, which the sensor reads mostly as a moment) as one cuff
+        force, for reports. It is the damped least-squares solution of ``J^T F = torque``
+        (damping :data:`EQUIVALENT_FORCE_DAMPING`), bounded where the stretched arm leaves
+        a torque (e.g. the upper-arm rotation) without any cuff force.
         """
-        force, *_ = np.linalg.lstsq(self.cuff_jacobian[:3].T, np.asarray(torque, dtype=float), rcond=0.05)
-        return force
+        J = self.cuff_jacobian[:3]
+        gram = J @ J.T + EQUIVALENT_FORCE_DAMPING**2 * np.eye(3)
+        return np.linalg.solve(gram, J @ np.asarray(torque, dtype=float))
 
     def force_in_base(self, wrench) -> np.ndarray:
         """The wrench's force [N] in ``base_link`` axes."""
