@@ -239,7 +239,7 @@ def spasm_reaction(reaction: str = "compliant_hold", latency_cycles: int = 1) ->
         ``onset_to_reaction`` [s]: from the first sample above threshold to the drives
         receiving the reaction's first command (detection plus ``latency_cycles``);
         ``start_to_reaction`` [s]: from the scripted spasm's start; ``event`` (the
-        controller event) and ``elbow_after`` [rad] (where the elbow is 1.5 s later).
+        controller event) and ``elbow_after`` [rad] (where the elbow is 3.4 s after the spasm began).
     """
     spasm_start = 1.0
     patient = {"events": [{"type": "spasm", "time": spasm_start, "duration": 0.5,
@@ -251,7 +251,7 @@ def spasm_reaction(reaction: str = "compliant_hold", latency_cycles: int = 1) ->
     end[3] = 1.3
     loop.run(0.1)
     loop.set_reference(q0, end, 2.0)
-    loop.run(2.9)
+    loop.run(4.4)
     events = [e for e in loop.record.events if e.name == "spasm"]
     if not events:
         return {"event": None}
@@ -263,7 +263,7 @@ def spasm_reaction(reaction: str = "compliant_hold", latency_cycles: int = 1) ->
 
 
 def assist_as_needed(impairment: float, repetitions: int = 20, gain: float = 1.0,
-                     forgetting_factor: float = 0.8, learning_rate: float = 2.0) -> list[dict]:
+                     forgetting_factor: float = 0.8, learning_rate: float = 0.5) -> list[dict]:
     """active_assist over ``repetitions`` elbow reaches (0.3 <-> 1.3 rad, 1.5 s each way), the
     gain adapted after each (Emken et al. 2007, :func:`~rehab_robot.control.adaptation.adapt_assistance_gain`).
 
