@@ -122,3 +122,12 @@ def test_active_mode_lets_the_patient_move_the_arm_position_mode_does_not(start_
     names = [(e.name, e.message) for e in watcher.events]
     assert ("mode", "mode active (was position)") in names, names
     assert not [e for e in watcher.events if e.name in ("spasm", "soft_wall_limit")], names
+
+
+def test_bad_interaction_parameter_at_start_exits_2_with_one_line(start_node):
+    node = start_node("controller_node", "motion_controller", mode="fast")
+    status = node.process.wait(timeout=30)
+    output = node.output()
+    assert status == 2, output
+    assert "parameter 'mode'" in output and "active_assist" in output and "Traceback" not in output, output
+    assert output.strip().count("\n") == 0, output

@@ -134,6 +134,7 @@ class InteractionController:
             self.mode = MODE_CLASSES[settings.mode](settings, self.n)
             self.reaction = ""
             self._return = None
+            self._mode_start = None
             self._enabled = False  # the next step restarts everything from the setpoint
             self.events.append(ControllerEvent(
                 "mode", f"mode {settings.mode}" + (f" (was {previous})" if previous != settings.mode else ""),

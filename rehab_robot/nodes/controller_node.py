@@ -155,7 +155,10 @@ class MotionControllerNode(GracefulNode):
             if isinstance(value, list):
                 descriptor.type = Parameter.Type.DOUBLE_ARRAY.value
                 value = Parameter.Type.DOUBLE_ARRAY if not value else [float(x) for x in value]
-            declared = self.declare_parameter(name, value, descriptor).value
+            try:
+                declared = self.declare_parameter(name, value, descriptor).value
+            except Exception as exc:  # rclpy raises several types for a mistyped override
+                raise ConfigError(f"parameter {name!r}: {exc}; allowed: {allowed}") from None
             if declared is not None and declared != self.settings.value(name):
                 try:
                     self.settings = self.settings.updated({name: declared})
