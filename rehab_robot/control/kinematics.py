@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pinocchio as pin
 
 #: Standard gravity [m/s²], along -z of ``base_link`` (REP-103: z up).
 GRAVITY = 9.81
@@ -59,19 +60,23 @@ class CuffKinematics:
     def at(cls, model, q) -> "CuffKinematics":
         """Evaluate ``model`` (an :class:`~rehab_robot.model.ArmModel`) at ``q`` [rad]."""
         q = np.asarray(q, dtype=float)
-        cuff = model.frame_jacobian(q, CUFF_FRAME)
-        shoulder = model.frame_jacobian(q, SHOULDER_FRAME)[:3]
-        elbow = model.frame_jacobian(q, ELBOW_FRAME)[:3]
-        ft = model.frame_jacobian(q, FT_FRAME, reference="local")
-        pose = model.forward_kinematics(q, FT_FRAME)
-        cuff_pose = model.forward_kinematics(q, CUFF_FRAME)
+        pm, data = model.pin_model, model.pin_data
+        # One forward pass for every frame (the loop runs this at 500 Hz).
+        pin.computeJointJacobians(pm, data, q)
+        pin.updateFramePlacements(pm, data)
+        world = pin.ReferenceFrame.LOCAL_WORLD_ALIGNED
+        ids = [model.frame_id(name) for name in (CUFF_FRAME, SHOULDER_FRAME, ELBOW_FRAME, FT_FRAME)]
+        cuff = pin.getFrameJacobian(pm, data, ids[0], world)
+        shoulder = pin.getFrameJacobian(pm, data, ids[1], world)[:3]
+        elbow = pin.getFrameJacobian(pm, data, ids[2], world)[:3]
+        ft = pin.getFrameJacobian(pm, data, ids[3], pin.ReferenceFrame.LOCAL)
         # Points of one rigid link move with the linear blend of its points' Jacobians.
         return cls(
             q=q.copy(),
-            cuff_position=cuff_pose[:3, 3].copy(),
+            cuff_position=data.oMf[ids[0]].translation.copy(),
             cuff_jacobian=cuff,
             ft_jacobian=ft,
-            ft_rotation=pose[:3, :3].copy(),
+            ft_rotation=data.oMf[ids[3]].rotation.copy(),
             upper_arm_com_jacobian=(1 - UPPER_ARM_COM_FRACTION) * shoulder + UPPER_ARM_COM_FRACTION * elbow,
             forearm_com_jacobian=(1 - FOREARM_COM_FRACTION) * elbow + FOREARM_COM_FRACTION * cuff[:3],
         )
