@@ -23,7 +23,8 @@ import numpy as np
 
 from rehab_robot.control import closed_loop
 from rehab_robot.control.interaction import InteractionController
-from rehab_robot.control.modes import InteractionState
+from rehab_robot.control.kinematics import CuffKinematics
+from rehab_robot.control.modes import InteractionState, Reference
 from rehab_robot.control.settings import InteractionSettings
 from rehab_robot.control.trajectory import QuinticSegment
 from rehab_robot.model import ArmModel
@@ -82,12 +83,7 @@ def loop_cost(cycles: int = 2000) -> None:
     model = ArmModel.from_urdf()
     q0 = np.array([0.2, 0.2, 0.1, 0.8])
     base = InteractionSettings.defaults(model.lower, model.upper)
-    cuff = None
     segment = QuinticSegment.minimum_jerk(q0, q0 + 0.3, 2.0)
-    from rehab_robot.control.closed_loop import ClosedLoop  # noqa: F401 - same import cost as the tests
-    from rehab_robot.control.kinematics import CuffKinematics
-    from rehab_robot.control.modes import Reference
-
     cuff = CuffKinematics.at(model, q0).cuff_position
     for mode, extra in (("position", {}), ("active", {}), ("active_assist", {}), ("resistive", {}),
                         ("path_guidance", {"path_guidance.waypoints": [*cuff, *(cuff + [0.1, 0.0, 0.1])]})):

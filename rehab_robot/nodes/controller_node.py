@@ -34,11 +34,11 @@ from sensor_msgs.msg import JointState
 from trajectory_msgs.msg import JointTrajectory
 
 from rehab_robot.control.interaction import InteractionController
-from rehab_robot.errors import ConfigError
 from rehab_robot.control.laws import CommandLimits, feedforward_command, limit_command
 from rehab_robot.control.modes import InteractionState, Reference
 from rehab_robot.control.settings import InteractionSettings
 from rehab_robot.control.trajectory import SampledTrajectory
+from rehab_robot.errors import ConfigError
 from rehab_robot.model import ArmModel
 from rehab_robot.nodes.common import (
     ERROR, OK, WARN, DiagnosticsPublisher, GracefulNode, ParamSpec, declare_parameters, run, subscriber_qos,
