@@ -14,7 +14,7 @@ While the heartbeat does not permit motion the controller drops its trajectory a
 follows the measured position, so that motion resumes without a jump. The interaction
 loop runs on a thread of its own (:class:`~rehab_robot.periodic.PeriodicLoop`) at
 ``interaction_rate``; callbacks only hand it the latest state, wrench, heartbeat,
-trajectory and settings. In ``position`` mode commands are published at ``rate``.
+trajectory and settings. In ``position`` mode it computes and publishes at ``rate``.
 """
 
 from __future__ import annotations
@@ -52,8 +52,8 @@ from rehab_robot.safety.gate import HeartbeatMonitor
 PARAMETERS = (
     ParamSpec("robot_description", "", "URDF file of the arm (empty: the shipped arm)"),
     ParamSpec("rate", 100.0, "command rate in position mode [Hz]", "20 to 1000 Hz", lambda v: 20.0 <= v <= 1000.0),
-    ParamSpec("interaction_rate", 500.0, "rate of the interaction loop [Hz]: every mode but position publishes "
-              "its commands at this rate, and spasms are watched at it in every mode", "100 to 1000 Hz",
+    ParamSpec("interaction_rate", 500.0, "rate of the interaction loop [Hz] in every mode but position (which "
+              "runs at rate)", "100 to 1000 Hz",
               lambda v: 100.0 <= v <= 1000.0),
     ParamSpec("heartbeat_timeout", 0.25, "age after which the safety heartbeat counts as lost [s]; the "
               "driver stops at its own 50 ms and reports it on hardware/status, which also drops the plan",
@@ -127,9 +127,8 @@ class MotionControllerNode(GracefulNode):
         self._declare_interaction_parameters()
         self.core = InteractionController(self.model, self.settings, 1.0 / p["interaction_rate"])
         self.add_on_set_parameters_callback(self.on_set_parameters)
-        self._position_every = max(1, round(p["interaction_rate"] / p["rate"]))
-        self._cycles = 0
-        self._reaction_published = ""
+        self._position_period = 1.0 / p["rate"]
+        self._last_position_cycle = -float("inf")
         self._events: list = []
         self._ros_minus_monotonic = 0.0
         self.command_out = LatestValuePublisher(
@@ -330,16 +329,24 @@ class MotionControllerNode(GracefulNode):
         return trajectory, joints
 
     def cycle(self, now: float) -> None:
-        """Compute one drive setpoint and publish it when due (loop thread)."""
+        """Compute one drive setpoint and publish it (loop thread).
+
+        In ``position`` mode, outside a reaction, only every ``1 / rate`` s: tracking needs
+        no more, and the loop then costs what the command stream cost before the
+        interaction modes (spasms are still watched at ``rate``: 2 samples, 20 ms at 100 Hz).
+        """
+        if (self.settings.mode == "position" and not self.core.reaction
+                and now - self._last_position_cycle < self._position_period - 0.5 * self.loop.period):
+            return
+        self._last_position_cycle = now
         with self._lock:
-            msg, due = self._command(now)
-        if msg is not None and due:
+            msg = self._command(now)
+        if msg is not None:
             self.command_out.offer(msg)
 
-    def _command(self, now: float) -> tuple[Optional[JointState], bool]:
+    def _command(self, now: float) -> Optional[JointState]:
         if self.measured is None:
-            return None, False
-        self._cycles += 1
+            return None
         self._ros_minus_monotonic = self.get_clock().now().nanoseconds * 1e-9 - now
         n = len(self.joint_names)
         interrupted = self.heartbeat.take_interruption()
@@ -356,13 +363,9 @@ class MotionControllerNode(GracefulNode):
             self.setpoint = command.position.copy()
         self._events.extend(self.core.events)
         self.core.events.clear()
-        # Position mode keeps today's command rate; a reaction goes out at once.
-        due = (self.settings.mode != "position" or self.core.reaction != self._reaction_published
-               or self._cycles % self._position_every == 0)
-        self._reaction_published = self.core.reaction
         msg = joint_state_msg(JointState(), self.joint_names, command.position, command.velocity, command.effort)
         msg.header.stamp = self.get_clock().now().to_msg()
-        return msg, due
+        return msg
 
     def _state(self, now: float) -> InteractionState:
         """The measurement for the interaction loop; a stale one is a missing one (NaN)."""
