@@ -126,6 +126,12 @@ def test_active_mode_lets_the_patient_move_the_arm_position_mode_does_not(start_
     names = [(e.name, e.message) for e in watcher.events]
     assert ("mode", "mode active (was position)") in names, names
     assert not [e for e in watcher.events if e.name in ("spasm", "soft_wall_limit")], names
+    # path_guidance needs its waypoints (a double array parameter) in the same call.
+    ok, reason = set_atomically(client, mode="path_guidance")
+    assert not ok and "path_guidance.waypoints" in reason, reason
+    ok, reason = set_atomically(client, mode="path_guidance",
+                                path_guidance__waypoints=[0.0, -0.05, -0.5, 0.2, -0.05, -0.4])
+    assert ok, reason
 
 
 def test_bad_interaction_parameter_at_start_exits_2_with_one_line(start_node):
