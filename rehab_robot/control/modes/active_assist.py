@@ -1,0 +1,109 @@
+"""``active_assist``: assistance only when the patient lags behind the minimum-jerk reference.
+
+The patient moves the arm through the admittance. After the movement's *onset*, a joint
+that lags behind the reference by more than ``assist.deadband`` is pulled toward it:
+
+    lag_j = s_j (q_ref_j - q_j)                  s_j: the joint's direction of motion
+    tau_j = g (K (lag_j - deadband) s_j + D (v_ref_j - v_j))   if lag_j > deadband, else 0
+
+its pull (spring and feed-forward) bounded by ``assist.max_torque`` per joint, faded in over :data:`FADE_IN` after onset
+(a step of assistance would jerk the arm), with ``g = assist.gain`` (adapted per
+repetition by the session, :func:`~rehab_robot.control.adaptation.adapt_assistance_gain`),
+``K = assist.stiffness``, ``D = assist.damping``. A patient ahead of the reference is never
+held back. Onset is the first of: the cuff force along the motion rising by
+:data:`ONSET_FORCE` above its value when the reference started, a joint speed along the
+motion above :data:`ONSET_SPEED`, or :data:`ONSET_TIMEOUT` after the start, so that a
+patient who cannot start at all is still carried ("triggered assistance", Kahn et al. 2006).
+
+References: L. E. Kahn, M. L. Zygman, W. Z. Rymer, D. J. Reinkensmeyer, "Robot-assisted
+reaching exercise promotes arm movement recovery in chronic hemiparetic stroke", J. Neuroeng.
+Rehabil. 3:12, 2006; L. Marchal-Crespo, D. J. Reinkensmeyer, "Review of control strategies
+for robotic movement training after neurologic injury", J. Neuroeng. Rehabil. 6:20, 2009.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from rehab_robot.control.modes.base import ControlMode, Effort, bounded
+
+#: Rise of the cuff force along the motion [N] that marks the patient's onset.
+ONSET_FORCE = 2.0
+#: Joint speed along the motion [rad/s] that marks the patient's onset.
+ONSET_SPEED = 0.05
+#: Time after the reference starts [s] at which assistance is allowed without an onset.
+ONSET_TIMEOUT = 1.0
+#: Time [s] over which the assistance fades in after onset (raised cosine).
+FADE_IN = 0.3
+#: Range [rad] below which a joint counts as not moving in the reference.
+_STILL = 1e-3
+
+
+class ActiveAssistMode(ControlMode):
+    """Assist-as-needed toward the reference (see module docstring)."""
+
+    name = "active_assist"
+
+    def reset(self, state, setpoint, reference) -> None:
+        """Forget the onset and the baseline force: a new start needs a new onset."""
+        self._reference_key: Optional[tuple] = None
+        self._onset = False
+        self._onset_time = 0.0
+        self._baseline: Optional[float] = None
+        self.torque = np.zeros(self.n)
+
+    def effort(self, state, kinematics, velocity, reference) -> Effort:
+        """Assistance torque and damping (zero before onset, within the deadband, or ahead)."""
+        self.torque = np.zeros(self.n)
+        if reference is None:
+            return self.no_effort()
+        key = (tuple(np.round(reference.start, 6)), tuple(np.round(reference.end, 6)), reference.duration)
+        if key != self._reference_key or reference.elapsed < 0.0:
+            self._reference_key, self._onset, self._baseline = key, False, None
+            self._onset_time = 0.0
+        travel = reference.end - reference.start
+        error = reference.position - state.q
+        direction = np.where(np.abs(travel) > _STILL, np.sign(travel), np.sign(error))
+        if not self._onset:
+            self._onset = self._detect_onset(state, kinematics, reference, direction)
+            if not self._onset:
+                return self.no_effort()
+            self._onset_time = state.t
+        s = self.settings
+        fade = min(max((state.t - self._onset_time) / FADE_IN, 0.0), 1.0)
+        gain = s.assist_gain * 0.5 * (1.0 - np.cos(np.pi * fade))
+        lag = direction * error
+        active = lag > s.assist_deadband
+        if gain == 0.0 or not np.any(active):
+            return self.no_effort()
+        spring = gain * s.assist_stiffness * (lag - s.assist_deadband) * direction
+        feedforward = gain * s.assist_damping * reference.velocity
+        # The pull toward the reference is bounded; the damping only dissipates, so it stays
+        # on (implicit, stable at any virtual mass) and keeps a saturated pull from racing.
+        pull, _ = bounded(np.where(active, spring + feedforward, 0.0), s.assist_max_torque)
+        damping = np.where(active, gain * s.assist_damping, 0.0)
+        self.torque = pull - damping * velocity
+        return Effort(pull, np.diag(damping))
+
+    def _detect_onset(self, state, kinematics, reference, direction) -> bool:
+        if reference.elapsed >= ONSET_TIMEOUT:
+            return True
+        if np.any(direction * state.v > ONSET_SPEED):
+            return True
+        if state.wrench is None:
+            return False
+        # Cuff force along the reference's motion direction (its joint-space direction mapped to the cuff).
+        motion = kinematics.cuff_jacobian[:3] @ (reference.end - reference.start)
+        norm = np.linalg.norm(motion)
+        if norm < 1e-6:
+            return False
+        along = float(kinematics.force_in_base(state.wrench) @ (motion / norm))
+        if self._baseline is None:
+            self._baseline = along
+        return along - self._baseline > ONSET_FORCE
+
+    def values(self) -> dict[str, str]:
+        """The assistance torque now [N·m] and whether the onset was seen."""
+        return {"assist_torque": " ".join(f"{x:.2f}" for x in self.torque), "assist_onset": str(self._onset)}

@@ -1,0 +1,53 @@
+"""The interaction modes in closed loop with the simulated arm and the virtual patient,
+stepped in simulated time (deterministic): the benchmark's key claims, asserted.
+
+Each scenario lives in :mod:`rehab_robot.control.closed_loop`; bench/bench_interaction.py
+prints the same numbers for more settings.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from rehab_robot.control import closed_loop
+
+
+@pytest.mark.parametrize("mass, damping", [(2.0, 10.0), (1.0, 5.0)])
+def test_transparency_of_active_mode(mass, damping):
+    """Moving the elbow 1 rad in 1 s takes at most 6 N at the cuff; the rendered damping is within 15 %."""
+    result = closed_loop.transparency(mass, damping)
+    assert result["elbow_travel"] > 0.9, result
+    assert result["peak_cuff_force"] <= 6.0, result
+    assert result["peak_equivalent_force"] <= 6.0, result
+    assert result["apparent_damping"] == pytest.approx(damping, rel=0.15), result
+    assert result["events"] == 0
+
+
+@pytest.mark.parametrize("latency_cycles", [1, 3])
+def test_stable_with_light_virtual_mass_while_the_patient_holds_the_cuff(latency_cycles):
+    """1 kg and 5 N·s/m: no sustained oscillation (below 1 mm and 0.01 rad from 1 s after a move)."""
+    result = closed_loop.stability(1.0, 5.0, latency_cycles=latency_cycles)
+    assert result["elbow_travel"] > 0.2, "the patient did move the arm"
+    assert result["joint_p2p"] < 0.01 and result["cuff_p2p"] < 0.001, result
+
+
+@pytest.mark.parametrize("reaction", ["compliant_hold", "return_to_start"])
+def test_spasm_is_detected_and_answered_within_50_ms(reaction):
+    result = closed_loop.spasm_reaction(reaction)
+    assert result["event"] is not None, "no spasm detected"
+    assert result["event"].values["joint"] == "elbow_flexion"
+    assert result["onset_to_reaction"] <= 0.050 and result["start_to_reaction"] <= 0.050, result
+    assert result["reaction"] == reaction
+    # The passive ROM went on to 1.3 rad without the spasm; the reaction stopped it well short.
+    assert result["elbow_after"] < 0.8, result
+    if reaction == "return_to_start":
+        assert result["elbow_after"] == pytest.approx(0.3, abs=0.05), "back at the start posture"
+
+
+def test_assist_as_needed_gain_decays_for_a_healthy_patient_and_carries_a_paralysed_one():
+    healthy = closed_loop.assist_as_needed(0.0, repetitions=2)
+    assert healthy[1]["gain"] < healthy[0]["gain"] == 1.0
+    assert healthy[1]["robot_share"] < healthy[0]["robot_share"]
+    paralysed = closed_loop.assist_as_needed(1.0, repetitions=1)
+    assert paralysed[0]["patient_work"] == 0.0
+    assert paralysed[0]["reached"] > 1.3 - 0.15, "carried through (almost) the full range"
