@@ -10,7 +10,7 @@ import pytest
 
 from rehab_robot import JOINT_NAMES
 from rehab_robot.session.exercises import (
-    CONTROLLER_MODES, PARAMETER_TIMEOUT, InteractiveRunner, controller_parameters, plan_phases,
+    CONTROLLER_MODES, PARAMETER_TIMEOUT, REST_RETRY, REST_WAIT, InteractiveRunner, controller_parameters, plan_phases,
 )
 from rehab_robot.session.profiles import parse_patient, parse_protocol
 from rehab_robot.session.runner import SessionState
@@ -92,10 +92,11 @@ def run(runner: InteractiveRunner, patient: Patient, until: float = 120.0, answe
         params = runner.take_parameters()
         if params is not None:
             calls.append(params)
-            if answer is True:
+            reply = answer(now, params) if callable(answer) else answer
+            if reply is True:
                 runner.parameters_result(now, patient.q, True)
-            elif answer is not None:
-                runner.parameters_result(now, patient.q, False, answer)
+            elif reply is not None:
+                runner.parameters_result(now, patient.q, False, reply)
         tau = effort(now, runner) if effort else None
         if on_tick is not None:
             on_tick(now, runner, patient)
@@ -195,6 +196,37 @@ def test_a_refused_parameter_call_aborts_with_the_controllers_reason():
     run(runner, Patient(), answer="parameter 'mode': 'active' is not allowed; allowed: position")
     assert runner.state is SessionState.ABORTED
     assert "refused the exercise parameters: parameter 'mode'" in runner.end_reason
+
+
+NOT_SETTLED = ("parameter 'mode' = 'active' refused: a trajectory is under way; allowed: a mode change "
+               "only while the arm is at rest")
+
+
+def test_a_mode_change_refused_until_the_arm_settles_is_asked_again():
+    """The controller's last trajectory may end a little after the session's: ask again, briefly."""
+    proto = protocol("active")
+    runner = make_runner(proto)
+    refusals = []
+
+    def answer(now, params):
+        if "mode" in params and params["mode"] != "position" and len(refusals) < 2:
+            refusals.append(now)
+            return NOT_SETTLED
+        return True
+
+    calls = run(runner, Patient(), answer=answer)
+    assert len(refusals) == 2 and refusals[1] - refusals[0] >= REST_RETRY - 1e-9
+    assert runner.state is SessionState.COMPLETED, runner.end_reason
+    assert sum(1 for c in calls if c.get("mode") == "active") == 3
+
+
+def test_a_mode_change_refused_for_longer_than_the_rest_wait_aborts():
+    proto = protocol("active")
+    runner = make_runner(proto)
+    calls = run(runner, Patient(), answer=lambda now, params: NOT_SETTLED, until=30.0)
+    assert runner.state is SessionState.ABORTED
+    assert "only while the arm is at rest" in runner.end_reason
+    assert len(calls) >= REST_WAIT / REST_RETRY / 2
 
 
 def test_an_unanswered_parameter_call_aborts():

@@ -58,6 +58,10 @@ PUSH_TARGET_OFFSET = 0.2
 REST_SPEED = 0.02
 #: Longest wait [s] for the arm to come to rest before the mode is set anyway (the controller may refuse).
 REST_WAIT = 3.0
+#: What the controller's refusal of a mode change says when the arm (or its last trajectory)
+#: has not settled yet: the call is repeated every REST_RETRY [s] until REST_WAIT has passed.
+NOT_AT_REST = "only while the arm is at rest"
+REST_RETRY = 0.1
 
 
 def controller_parameters(protocol, patient, joint_names: Sequence[str], joint_limits: Mapping[str, Sequence[float]],
@@ -245,6 +249,9 @@ class InteractiveRunner(SessionRunner):
         self._rest_wanted_since: Optional[float] = None
         self._speed = 0.0
         self._config_sent_at: Optional[float] = None
+        # First refusal of a mode change because the arm had not settled [s], and when to ask again [s].
+        self._rest_refused_since = float("inf")
+        self._retry_at = -float("inf")
         self._rep: Optional[_Repetition] = None
         self._phase_start = 0.0
         self._onset: Optional[float] = None
@@ -313,8 +320,14 @@ class InteractiveRunner(SessionRunner):
             return
         self._config_sent_at = None
         if not success:
+            # The controller's clock of the last trajectory can end a little after ours.
+            if NOT_AT_REST in reason and now - self._rest_refused_since < REST_WAIT:
+                self._rest_refused_since = min(self._rest_refused_since, now)
+                self._retry_at = now + REST_RETRY
+                return
             self.abort(now, f"the motion controller refused the exercise parameters: {reason or 'no reason given'}")
             return
+        self._rest_refused_since = float("inf")
         self._configured = self._ever_configured = True
         self._gain_only = False
         if self.state is SessionState.RUNNING:
@@ -547,6 +560,8 @@ class InteractiveRunner(SessionRunner):
             self._rep = _Repetition(phase.repetition, now, self.gain)
             self._event(now, f"repetition {phase.repetition} started")
         if not self._configured:
+            if self._config_sent_at is None and now < self._retry_at:
+                return
             if self._config_sent_at is None:
                 if self._gain_only:
                     # The mode stays: only the adapted gain, which needs no rest.
