@@ -1,0 +1,292 @@
+"""``rehab-robot demo --hardware NAME``: the session graph against emulated hardware rigs.
+
+Unit part: the rig table (:mod:`rehab_robot.emulated_rigs`), what the Dynamixel rig hands
+the graph, starting and stopping emulators (a failing one is named, none is left
+behind), the launcher stopping the graph when an emulator ends, and the demo's
+argument errors.
+
+Integration part: the whole demo on the emulated Dynamixel arm with the emulated Net F/T,
+as a user runs it (``python -m rehab_robot.launcher demo --hardware dynamixel``, every
+node and emulator a process of its own, real DDS): the session completes, the bag reads
+back, the cuff wrench in it is the Net F/T emulator's, and the emulators are gone.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from rehab_robot import emulated_rigs, launcher
+from rehab_robot.emulated_rigs import CUFF_FORCE_PROFILE, EmulatedRig, EmulatorError, RigFolders, RunningRig
+from rehab_robot.errors import ConfigError
+from rehab_robot.ros_env import localhost_env
+
+#: A short protocol: one elbow repetition (about 4 s of motion).
+TINY_PROTOCOL = """\
+protocol:
+  name: tiny_elbow
+  type: passive_rom
+  joint: elbow_flexion
+  start_angle: 0.5
+  end_angle: 1.2
+  repetitions: 1
+  movement_duration: 1.5
+  hold_duration: 0.2
+"""
+
+#: Safety bound [s] on the whole demo (start-up on a loaded machine included); it takes about 25 s.
+DEMO_TIMEOUT = 90.0
+
+
+def folders(tmp_path: Path) -> RigFolders:
+    return RigFolders(tmp_path / "run", tmp_path / "record")
+
+
+def lines_of(messages: list[str]):
+    """A relay/say sink that keeps what it is given."""
+    return messages.append
+
+
+# --------------------------------------------------------------------------- the rig table
+
+
+def test_the_rigs_are_listed_and_an_unknown_one_is_refused_by_name():
+    assert emulated_rigs.available_rigs()[0] == "sim"
+    assert {"sim", "dynamixel"} <= set(emulated_rigs.available_rigs())
+    assert emulated_rigs.get_rig("sim").emulators == ()  # today's demo: nothing to start
+    with pytest.raises(ConfigError, match=r"no emulated hardware setup 'canopen'.*available: sim, dynamixel"):
+        emulated_rigs.get_rig("canopen")
+
+
+def test_dynamixel_rig_points_the_graph_at_the_pty_link_and_the_netft_port(tmp_path):
+    """The hardware YAML names the emulator's pty link; the options it gives pass the backend's own check."""
+    f = folders(tmp_path)
+    f.record_dir.mkdir(parents=True)
+    rig = emulated_rigs.get_rig("dynamixel")
+    endpoints = {"dynamixel_emulator": {"pty": "/dev/pts/77"},
+                 "netft_emulator": {"host": "127.0.0.1", "port": "40123", "control_port": "40124"}}
+    setup = rig.setup(f, endpoints)
+    assert set(setup.arguments) == set(rig.sets)
+    assert setup.arguments["hardware"] == "dynamixel"
+    assert setup.arguments["ft_sensor"] == "netft" and setup.arguments["ft_sensor_address"] == "127.0.0.1"
+    assert setup.node_parameters == {"ft_sensor_driver": {"port": 40123}}
+    options = yaml.safe_load(setup.arguments["hardware_options"])
+    config = yaml.safe_load(Path(options["config"]).read_text())
+    assert Path(options["config"]).parent == f.record_dir  # kept with the session
+    assert config["port"] == str(f.run_dir / "ttyDXL")  # the stable link, in the run's temp folder
+    assert config["response_margin"] == emulated_rigs.DYNAMIXEL_RESPONSE_MARGIN
+    # The backend's own check of the options and the file (opens no port).
+    launcher.check_hardware("dynamixel", setup.arguments["hardware_options"])
+    # The launch arguments are valid for the graph, and the port override reaches the node.
+    plan_texts = {**setup.arguments, "output_dir": str(tmp_path / "out")}
+    plan = launcher.plan_session(plan_texts)
+    assert "ft_sensor_driver" in plan.parameters and plan.parameters["hardware_driver"]["publish_wrench"] is False
+
+
+def test_a_path_with_spaces_and_colons_stays_one_option(tmp_path):
+    odd = tmp_path / "a b: {c}"
+    f = RigFolders(odd / "run", odd / "record")
+    f.record_dir.mkdir(parents=True)
+    setup = emulated_rigs.get_rig("dynamixel").setup(
+        f, {"netft_emulator": {"host": "127.0.0.1", "port": "1"}, "dynamixel_emulator": {"pty": "/dev/pts/1"}})
+    assert yaml.safe_load(setup.arguments["hardware_options"]) == {"config": str(f.record_dir / "dynamixel_arm.yaml")}
+
+
+# --------------------------------------------------------------------------- emulator processes
+
+
+NETFT_ONLY = EmulatedRig(
+    "netft_only", "the Net F/T emulator alone", (emulated_rigs.NETFT_EMULATOR,),
+    lambda folders, endpoints: emulated_rigs.RigSetup({"port": endpoints["netft_emulator"]["port"]}),
+)
+
+
+def test_running_rig_reports_the_endpoints_and_stops_its_emulators(tmp_path):
+    """Ready line -> endpoints; stop() ends the emulator with SIGINT (exit 0) and frees its port."""
+    relayed, said = [], []
+    with RunningRig(NETFT_ONLY, folders(tmp_path), relay=lines_of(relayed), say=lines_of(said)) as rig:
+        setup = rig.start()
+        port = int(setup.arguments["port"])
+        process = rig.processes["netft_emulator"]
+        assert process.poll() is None and rig.ended() is None
+        assert any(line.startswith("[netft_emulator] netft emulator: RDT on 127.0.0.1:") for line in relayed)
+        # The profile file it was given is kept with the session.
+        assert yaml.safe_load((tmp_path / "record" / "netft_cuff_force.yaml").read_text()) == CUFF_FORCE_PROFILE
+    assert process.returncode == 0, relayed
+    assert said == ["stopped netft_emulator (exit status 0)"]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", port))  # released
+
+
+def test_an_emulator_that_fails_to_start_is_named_with_its_output(tmp_path):
+    bad = EmulatedRig("bad", "bad options", (emulated_rigs.EmulatorSpec(
+        "netft_emulator", "netft", lambda f: ["--rate", "0"], emulated_rigs.NETFT_EMULATOR.ready),),
+        lambda f, e: emulated_rigs.RigSetup({}))
+    rig = RunningRig(bad, folders(tmp_path), relay=lines_of([]), say=lines_of([]))
+    with pytest.raises(EmulatorError, match=r"netft_emulator \(netft\) exited \(exit status 2\); its output: .*--rate"):
+        rig.start()
+    assert rig.processes == {}
+
+
+def test_an_emulator_that_never_says_ready_is_stopped(tmp_path):
+    mute = EmulatedRig("mute", "never ready", (emulated_rigs.EmulatorSpec(
+        "netft_emulator", "netft", lambda f: ["--port", "0"], emulated_rigs.re.compile("no such line")),),
+        lambda f, e: emulated_rigs.RigSetup({}))
+    started = []
+    relay = started.append
+    rig = RunningRig(mute, folders(tmp_path), relay=relay, say=lines_of([]), start_timeout=3.0)
+    t0 = time.monotonic()
+    with pytest.raises(EmulatorError, match="said nothing that means ready within 3 s"):
+        rig.start()
+    assert time.monotonic() - t0 < 3.0 + emulated_rigs.STOP_TIMEOUT + 2.0
+    assert started, "the emulator printed its line (relayed) but the pattern did not match"
+
+
+def test_a_companion_that_ends_stops_the_graph_naming_it():
+    """ProcessGraph(companions=...): an emulator exiting stops the nodes like a node dying."""
+    node = launcher.ProcessSpec("node", [sys.executable, "-c", "import time; time.sleep(60)"])
+    companion = subprocess.Popen([sys.executable, "-c", "import sys, time; time.sleep(0.5); sys.exit(3)"])
+    try:
+        out, err = [], []
+
+        class Sink:
+            def __init__(self, lines):
+                self.lines = lines
+
+            def write(self, text):
+                self.lines.append(text)
+
+            def flush(self):
+                pass
+
+        result = launcher.ProcessGraph([node], companions={"dynamixel_emulator": companion},
+                                       out=Sink(out), err=Sink(err), sigint_timeout=2.0).run(timeout=30)
+    finally:
+        companion.kill()
+        companion.wait()
+    assert result.reason == "died" and result.died == "dynamixel_emulator"
+    assert result.message == "dynamixel_emulator ended (exit status 3)"
+    assert result.returncodes["node"] is not None  # the node was stopped
+
+
+@pytest.mark.parametrize("args, message", [
+    (["demo", "--hardware", "canopen"], "no emulated hardware setup 'canopen' for the demo; available: sim, dynamixel"),
+    (["demo", "--hardware", "dynamixel", "hardware:=sim"], "the demo --hardware dynamixel sets hardware itself"),
+    (["demo", "--hardware", "dynamixel", "ft_sensor_address:=10.0.0.1", "ft_sensor:=none"],
+     "sets ft_sensor, ft_sensor_address itself; leave them out"),
+    (["demo", "--hardware", "dynamixel", "protocol:=/no/such.yaml"], "protocol file '/no/such.yaml' does not exist"),
+])
+def test_demo_user_errors_are_one_line_before_any_emulator_starts(args, message, tmp_path):
+    done = subprocess.run([sys.executable, "-m", "rehab_robot.launcher", *args], env=localhost_env(),
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0], done.stderr
+    assert "emulator" not in done.stdout  # nothing was started
+
+
+# --------------------------------------------------------------------------- the whole demo
+
+
+class Demo:
+    """``rehab-robot demo ARGS`` as a user runs it, its output kept in files (read while it runs)."""
+
+    def __init__(self, tmp_path: Path, domain_id: int, *arguments: str) -> None:
+        self.stdout_path, self.stderr_path = tmp_path / "demo.out", tmp_path / "demo.err"
+        with open(self.stdout_path, "w") as out, open(self.stderr_path, "w") as err:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "rehab_robot.launcher", "demo", *arguments],
+                env=localhost_env(domain_id), stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=tmp_path,
+            )
+
+    @property
+    def stdout(self) -> str:
+        return self.stdout_path.read_text()
+
+    @property
+    def stderr(self) -> str:
+        return self.stderr_path.read_text()
+
+    def output(self, tail: int = 6000) -> str:
+        return (self.stdout + "\n--- stderr ---\n" + self.stderr)[-tail:]
+
+    def wait(self, timeout: float) -> int:
+        """Wait for the end; on timeout Ctrl-C it (the launcher stops everything) and fail."""
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            pytest.fail(f"the demo did not end within {timeout} s:\n{self.output()}")
+
+
+@pytest.mark.integration
+def test_demo_on_the_emulated_dynamixel_arm_completes_with_the_netft_wrench(tmp_path, domain_id):
+    """Session completed, bag readable, wrench from ft_sensor_driver (the emulator's Tz sine), emulators stopped."""
+    from geometry_msgs.msg import WrenchStamped
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.serialization import deserialize_message
+    from sensor_msgs.msg import JointState
+
+    from rehab_robot.recording.bag import read_bag
+
+    protocol = tmp_path / "tiny.yaml"
+    protocol.write_text(TINY_PROTOCOL)
+    demo = Demo(tmp_path, domain_id, "--hardware", "dynamixel", f"protocol:={protocol}",
+                f"output_dir:={tmp_path / 'out'}", "session_id:=hw")
+    assert demo.wait(DEMO_TIMEOUT) == 0, demo.output()
+    assert "rehab-robot: demo completed" in demo.stdout
+    assert "Traceback" not in demo.stdout + demo.stderr
+    for name in ("dynamixel_emulator", "netft_emulator"):
+        assert f"rehab-robot: stopped {name} (exit status 0)" in demo.stderr, demo.output()
+
+    session = tmp_path / "out" / "hw"
+    report = json.loads((session / "report.json").read_text())
+    assert report["ended"] == "completed" and report["repetitions_completed"] == 1
+    assert report["hardware"]["backend"] == "dynamixel"
+    config = yaml.safe_load(Path(report["hardware"]["options"]["config"]).read_text())
+    assert not Path(config["port"]).parent.exists(), "the run's temporary folder (pty link) was not removed"
+    elbow = report["rom_reached"]["elbow_flexion"]
+    assert elbow["min"] < 0.55 and elbow["max"] > 1.15  # the emulated servos moved the elbow
+
+    wrenches, states, sources = [], [], set()
+    for message in read_bag(session / "bag"):
+        if message.topic == "/ft_sensor/wrench":
+            msg = deserialize_message(message.data, WrenchStamped)
+            assert msg.header.frame_id == "ft_sensor_link"
+            wrenches.append((message.timestamp_ns * 1e-9, msg.wrench.force.z, msg.wrench.torque.z))
+        elif message.topic == "/joint_states":
+            states.append(deserialize_message(message.data, JointState).position[3])
+        elif message.topic == "/diagnostics":
+            for status in deserialize_message(message.data, DiagnosticArray).status:
+                values = {kv.key: kv.value for kv in status.values}
+                if status.name.endswith("ft_sensor_driver"):
+                    sources.add(("ft_sensor_driver", values.get("state")))
+                elif status.name.endswith("hardware_driver"):
+                    sources.add(("hardware_driver", values.get("backend")))
+    assert ("hardware_driver", "dynamixel") in sources and ("ft_sensor_driver", "ok") in sources, sources
+    times = np.array([w[0] for w in wrenches])
+    assert times[-1] - times[0] > 2 / CUFF_FORCE_PROFILE["frequency"]  # at least two periods of the sine
+    # The Net F/T streams at 1 kHz; the recorder takes it best effort: most of it is there.
+    assert len(wrenches) / (times[-1] - times[0]) > 500, len(wrenches)
+    # Tz is the emulator's sine (gravity compensation leaves it alone, the tare shifts it):
+    # peak to peak twice the amplitude. The sim backend's wrench would have no such torque.
+    tz = np.array([w[2] for w in wrenches])
+    amplitude = CUFF_FORCE_PROFILE["amplitude"][5]
+    assert 2 * amplitude * 0.9 < tz.max() - tz.min() < 2 * amplitude * 1.1, (tz.min(), tz.max())
+    assert max(states) > 1.15 and min(states) < 0.55
+    assert all(math.isfinite(x) for x in states)
