@@ -247,7 +247,12 @@ try:
         sys.exit(1)  # the launcher died before prctl took effect
 except (OSError, AttributeError):
     pass  # no prctl on this platform
-from rehab_robot.launcher import main
+except KeyboardInterrupt:
+    sys.exit(130)
+try:
+    from rehab_robot.launcher import main
+except KeyboardInterrupt:  # stopped while still importing: nothing to release yet
+    sys.exit(130)
 sys.exit(main(["emulate", {device!r}, *{options!r}]))
 """
 

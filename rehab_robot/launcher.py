@@ -417,7 +417,9 @@ def ros_params_yaml(parameters: Mapping[str, Any], node_name: str = "") -> str:
 
 #: Program run by ``python -c`` for a node: the console script's function, plus (Linux)
 #: a SIGINT when the launcher dies without stopping the node, so no node outlives it
-#: headless in its own session; SIGINT lets the driver bring the arm to rest.
+#: headless in its own session; SIGINT lets the driver bring the arm to rest. A SIGINT
+#: that arrives while the node is still importing (a Ctrl-C right after start) ends it
+#: quietly: nothing was opened yet, and a traceback there would only alarm the user.
 _NODE_BOOTSTRAP = """\
 import sys, importlib, functools
 try:
@@ -427,8 +429,14 @@ try:
         sys.exit(1)  # the launcher died before prctl took effect
 except (OSError, AttributeError):
     pass  # no prctl on this platform
+except KeyboardInterrupt:
+    sys.exit(130)
 sys.argv[0] = {name!r}
-sys.exit(functools.reduce(getattr, {attr!r}.split('.'), importlib.import_module({module!r}))())
+try:
+    entry = functools.reduce(getattr, {attr!r}.split('.'), importlib.import_module({module!r}))
+except KeyboardInterrupt:
+    sys.exit(130)
+sys.exit(entry())
 """
 
 
