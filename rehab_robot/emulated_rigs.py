@@ -300,10 +300,11 @@ class _Emulator:
         return " | ".join(self.lines) if self.lines else "no output"
 
     def stop(self, timeout: float) -> Optional[int]:
-        """SIGINT (the emulators release their port on it), SIGKILL after ``timeout`` [s]; return the status."""
+        """SIGINT once it serves (the emulators release their port on it), SIGTERM before (it ends
+        quietly while still starting), SIGKILL after ``timeout`` [s]; return the exit status."""
         if self.process.poll() is None:
             try:
-                os.killpg(self.process.pid, signal.SIGINT)
+                os.killpg(self.process.pid, signal.SIGINT if self.endpoints is not None else signal.SIGTERM)
             except (ProcessLookupError, PermissionError):
                 pass
             try:

@@ -292,3 +292,18 @@ def test_demo_on_the_emulated_dynamixel_arm_completes_with_the_netft_wrench(tmp_
     assert 2 * amplitude * 0.9 < tz.max() - tz.min() < 2 * amplitude * 1.1, (tz.min(), tz.max())
     assert max(states) > 1.15 and min(states) < 0.55
     assert all(math.isfinite(x) for x in states)
+
+
+@pytest.mark.integration
+def test_ctrl_c_while_the_emulators_start_stops_them_without_a_traceback(tmp_path, domain_id):
+    """A Ctrl-C right after the first emulator is up: exit 130, every started emulator stopped, no traceback."""
+    demo = Demo(tmp_path, domain_id, "--hardware", "dynamixel", f"output_dir:={tmp_path / 'out'}")
+    deadline = time.monotonic() + DEMO_TIMEOUT
+    while "[dynamixel_emulator] PTY " not in demo.stderr:
+        assert demo.process.poll() is None and time.monotonic() < deadline, demo.output()
+        time.sleep(0.02)
+    demo.process.send_signal(signal.SIGINT)
+    assert demo.wait(60) == 130, demo.output()
+    assert "Traceback" not in demo.stdout + demo.stderr, demo.output()
+    assert "rehab-robot: stopped dynamixel_emulator" in demo.stderr, demo.output()
+    assert "demo completed" not in demo.stdout
