@@ -35,7 +35,7 @@ from rehab_robot.errors import ConfigError, RehabRobotError
 #: Seconds an emulator gets to say it is ready (the Dynamixel one loads pinocchio first).
 START_TIMEOUT = 30.0
 #: Seconds an emulator gets to exit after SIGINT, before SIGKILL.
-STOP_TIMEOUT = 3.0
+STOP_TIMEOUT = 5.0
 #: Lines of an emulator's output kept for error messages.
 KEPT_LINES = 20
 
@@ -83,11 +83,13 @@ class RigSetup:
 
     Attributes:
         arguments: Launch argument texts (``hardware``, ``hardware_options``, ``ft_sensor``, ...).
+        defaults: Launch argument texts the user may override (``loop_rate``).
         node_parameters: node name -> parameters set on top of the graph's, for settings
             the graph has no launch argument for (the Net F/T node's UDP ``port``).
     """
 
     arguments: dict[str, str]
+    defaults: dict[str, str] = field(default_factory=dict)
     node_parameters: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
@@ -116,6 +118,10 @@ class EmulatedRig:
 #: The Dynamixel rig's answer timeout beyond the wire time [s]: the emulator is a Python
 #: process on a possibly shared machine (docs/hardware/dynamixel.md, "The emulator").
 DYNAMIXEL_RESPONSE_MARGIN = 0.02
+#: The Dynamixel rig's driver loop rate [Hz] unless the user gives ``loop_rate:=``: what
+#: docs/hardware/dynamixel.md plans for a real bus, and half the CPU of 500 Hz for the
+#: driver and the emulator, which share the machine with five more processes.
+DYNAMIXEL_LOOP_RATE = "250.0"
 
 #: The emulated patient's push on the cuff, as a Net F/T profile [N, N·m]: a slow sine
 #: along the forearm (Fz) with a twist about it (Tz). Tz is the signature of the sensor:
@@ -187,6 +193,7 @@ def _dynamixel_setup(folders: RigFolders, endpoints: Mapping[str, Mapping[str, s
             "ft_sensor": "netft",
             "ft_sensor_address": netft["host"],
         },
+        defaults={"loop_rate": DYNAMIXEL_LOOP_RATE},
         node_parameters={"ft_sensor_driver": {"port": int(netft["port"])}},
     )
 

@@ -771,7 +771,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 print(f"{PROG}: interrupted while starting the emulated hardware; stopped it", file=sys.stderr,
                       flush=True)
                 return 130
-            plan = plan_session({**texts, **setup.arguments})
+            plan = plan_session({**setup.defaults, **texts, **setup.arguments})
             for node, parameters in setup.node_parameters.items():
                 if node in plan.parameters:
                     plan.parameters[node].update(parameters)

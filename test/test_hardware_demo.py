@@ -81,6 +81,7 @@ def test_dynamixel_rig_points_the_graph_at_the_pty_link_and_the_netft_port(tmp_p
     assert setup.arguments["hardware"] == "dynamixel"
     assert setup.arguments["ft_sensor"] == "netft" and setup.arguments["ft_sensor_address"] == "127.0.0.1"
     assert setup.node_parameters == {"ft_sensor_driver": {"port": 40123}}
+    assert setup.defaults == {"loop_rate": emulated_rigs.DYNAMIXEL_LOOP_RATE}  # loop_rate:= overrides it
     options = yaml.safe_load(setup.arguments["hardware_options"])
     config = yaml.safe_load(Path(options["config"]).read_text())
     assert Path(options["config"]).parent == f.record_dir  # kept with the session
