@@ -85,7 +85,7 @@ class RigSetup:
         arguments: Launch argument texts (``hardware``, ``hardware_options``, ``ft_sensor``, ...).
         defaults: Launch argument texts the user may override (``loop_rate``).
         node_parameters: node name -> parameters set on top of the graph's, for settings
-            the graph has no launch argument for (the Net F/T node's UDP ``port``).
+            the graph has no launch argument for (the Net F/T node's UDP ``port`` and ``rate``).
     """
 
     arguments: dict[str, str]
@@ -122,6 +122,10 @@ DYNAMIXEL_RESPONSE_MARGIN = 0.02
 #: docs/hardware/dynamixel.md plans for a real bus, and half the CPU of 500 Hz for the
 #: driver and the emulator, which share the machine with five more processes.
 DYNAMIXEL_LOOP_RATE = "250.0"
+#: RDT output rate of the rig's Net F/T [Hz] (set on a real sensor's web page; the node's
+#: ``rate`` must match): 500 Hz, the wrench rate of the simulated demo. At 1000 Hz the
+#: sensor node, the supervisor and the recorder, all Python, handle twice the messages.
+NETFT_RDT_RATE = 500.0
 
 #: The emulated patient's push on the cuff, as a Net F/T profile [N, N·m]: a slow sine
 #: along the forearm (Fz) with a twist about it (Tz). Tz is the signature of the sensor:
@@ -160,7 +164,7 @@ def _netft_options(folders: RigFolders) -> list[str]:
     profile = folders.record_dir / "netft_cuff_force.yaml"
     profile.write_text(yaml.safe_dump(CUFF_FORCE_PROFILE, sort_keys=False), encoding="utf-8")
     # Any free ports: two demos (or a demo and a test) on one machine never collide.
-    return ["--port", "0", "--control-port", "0", "--profile", str(profile)]
+    return ["--port", "0", "--control-port", "0", "--rate", f"{NETFT_RDT_RATE:g}", "--profile", str(profile)]
 
 
 DYNAMIXEL_EMULATOR = EmulatorSpec(
@@ -194,7 +198,7 @@ def _dynamixel_setup(folders: RigFolders, endpoints: Mapping[str, Mapping[str, s
             "ft_sensor_address": netft["host"],
         },
         defaults={"loop_rate": DYNAMIXEL_LOOP_RATE},
-        node_parameters={"ft_sensor_driver": {"port": int(netft["port"])}},
+        node_parameters={"ft_sensor_driver": {"port": int(netft["port"]), "rate": NETFT_RDT_RATE}},
     )
 
 

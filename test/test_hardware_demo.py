@@ -80,7 +80,7 @@ def test_dynamixel_rig_points_the_graph_at_the_pty_link_and_the_netft_port(tmp_p
     assert set(setup.arguments) == set(rig.sets)
     assert setup.arguments["hardware"] == "dynamixel"
     assert setup.arguments["ft_sensor"] == "netft" and setup.arguments["ft_sensor_address"] == "127.0.0.1"
-    assert setup.node_parameters == {"ft_sensor_driver": {"port": 40123}}
+    assert setup.node_parameters == {"ft_sensor_driver": {"port": 40123, "rate": emulated_rigs.NETFT_RDT_RATE}}
     assert setup.defaults == {"loop_rate": emulated_rigs.DYNAMIXEL_LOOP_RATE}  # loop_rate:= overrides it
     options = yaml.safe_load(setup.arguments["hardware_options"])
     config = yaml.safe_load(Path(options["config"]).read_text())
@@ -124,8 +124,10 @@ def test_running_rig_reports_the_endpoints_and_stops_its_emulators(tmp_path):
         assert any(line.startswith("[netft_emulator] netft emulator: RDT on 127.0.0.1:") for line in relayed)
         # The profile file it was given is kept with the session.
         assert yaml.safe_load((tmp_path / "record" / "netft_cuff_force.yaml").read_text()) == CUFF_FORCE_PROFILE
-    assert process.returncode == 0, relayed
-    assert said == ["stopped netft_emulator (exit status 0)"]
+    # 0, or 130 when the SIGINT came before its serving loop (the launcher's Ctrl-C status): no traceback.
+    assert process.returncode in (0, 130), relayed
+    assert said == [f"stopped netft_emulator (exit status {process.returncode})"]
+    assert not any("Traceback" in line for line in relayed)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("127.0.0.1", port))  # released
 
@@ -255,6 +257,7 @@ def test_demo_on_the_emulated_dynamixel_arm_completes_with_the_netft_wrench(tmp_
     assert "Traceback" not in demo.stdout + demo.stderr
     for name in ("dynamixel_emulator", "netft_emulator"):
         assert f"rehab-robot: stopped {name} (exit status 0)" in demo.stderr, demo.output()
+    assert "loop 250 Hz" in demo.stderr  # the rig's default loop_rate
 
     session = tmp_path / "out" / "hw"
     report = json.loads((session / "report.json").read_text())
@@ -283,9 +286,9 @@ def test_demo_on_the_emulated_dynamixel_arm_completes_with_the_netft_wrench(tmp_
     assert ("hardware_driver", "dynamixel") in sources and ("ft_sensor_driver", "ok") in sources, sources
     times = np.array([w[0] for w in wrenches])
     assert times[-1] - times[0] > 2 / CUFF_FORCE_PROFILE["frequency"]  # at least two periods of the sine
-    # The Net F/T streams at 1 kHz and the recorder takes it best effort (a loaded machine drops
+    # The Net F/T streams at 500 Hz and the recorder takes it best effort (a loaded machine drops
     # some; bench/bench_netft.py measures the rate): a generous bound that a stream there all along meets.
-    assert len(wrenches) / (times[-1] - times[0]) > 100, len(wrenches)
+    assert len(wrenches) / (times[-1] - times[0]) > 0.2 * emulated_rigs.NETFT_RDT_RATE, len(wrenches)
     # Tz is the emulator's sine (gravity compensation leaves it alone, the tare shifts it):
     # peak to peak twice the amplitude. The sim backend's wrench would have no such torque.
     tz = np.array([w[2] for w in wrenches])

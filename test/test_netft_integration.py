@@ -373,7 +373,7 @@ def test_through_the_graph_sensor_faults_stop_and_hold_the_arm_and_are_named(tmp
                     time.sleep(0.02)
 
         trigger_client(ros_client, "session/resume")
-        # Packets lost (30 ms of records: shorter than the supervisor's 100 ms staleness limit):
+        # Packets lost (30 records, 60 ms at the demo's 500 Hz: shorter than the supervisor's 100 ms staleness limit):
         # reported, by count, as a warning of the sensor's node.
         t = time.monotonic()
         command("burst 30")
