@@ -87,6 +87,7 @@ def test_dynamixel_rig_points_the_graph_at_the_pty_link_and_the_netft_port(tmp_p
     assert Path(options["config"]).parent == f.record_dir  # kept with the session
     assert config["port"] == str(f.run_dir / "ttyDXL")  # the stable link, in the run's temp folder
     assert config["response_margin"] == emulated_rigs.DYNAMIXEL_RESPONSE_MARGIN
+    assert config["max_missed_cycles"] == emulated_rigs.DYNAMIXEL_MAX_MISSED_CYCLES
     # The backend's own check of the options and the file (opens no port).
     launcher.check_hardware("dynamixel", setup.arguments["hardware_options"])
     # The launch arguments are valid for the graph, and the port override reaches the node.
