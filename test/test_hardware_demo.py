@@ -121,16 +121,19 @@ def test_running_rig_reports_the_endpoints_and_stops_its_emulators(tmp_path):
         setup = rig.start()
         port = int(setup.arguments["port"])
         process = rig.processes["netft_emulator"]
-        assert process.poll() is None and rig.ended() is None
+        assert process.poll() is None and rig.ended() is None, relayed
         assert any(line.startswith("[netft_emulator] netft emulator: RDT on 127.0.0.1:") for line in relayed)
         # The profile file it was given is kept with the session.
         assert yaml.safe_load((tmp_path / "record" / "netft_cuff_force.yaml").read_text()) == CUFF_FORCE_PROFILE
     # 0, or 130 when the SIGINT came before its serving loop (the launcher's Ctrl-C status): no traceback.
     assert process.returncode in (0, 130), relayed
-    assert said == [f"stopped netft_emulator (exit status {process.returncode})"]
-    assert not any("Traceback" in line for line in relayed)
+    assert said == [f"stopped netft_emulator (exit status {process.returncode})"], (said, relayed)
+    assert not any("Traceback" in line for line in relayed), relayed
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", port))  # released
+        try:
+            sock.bind(("127.0.0.1", port))  # released
+        except OSError as exc:
+            pytest.fail(f"UDP port {port} still taken after the emulator stopped: {exc}")
 
 
 def test_an_emulator_that_fails_to_start_is_named_with_its_output(tmp_path):
