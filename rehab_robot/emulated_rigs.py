@@ -69,12 +69,18 @@ class EmulatorSpec:
             files they name (a profile) into ``folders.record_dir``.
         ready: Pattern searched in each line the emulator prints; the first match means
             it serves, and its named groups are its endpoints (``port``, ``pty``, ...).
+        realtime_priority: SCHED_FIFO priority given to its process once started (0: none).
+            A device answers whatever the host does: an emulator at normal priority queues
+            behind the control nodes (SCHED_FIFO 48-50) and everything else on a busy
+            machine, and its late data would stop the arm for a reason real hardware has not.
+            It must sleep between its messages (both emulators wait in ``select``).
     """
 
     name: str
     device: str
     options: Callable[[RigFolders], list[str]]
     ready: re.Pattern
+    realtime_priority: int = 10
 
 
 @dataclass(frozen=True)
@@ -297,6 +303,17 @@ class _Emulator:
         self._reader = threading.Thread(target=self._read, name=f"{spec.name}-output", daemon=True)
         self._reader.start()
 
+    def raise_priority(self) -> Optional[str]:
+        """Give the process its real-time priority (once it serves: its start-up, imports
+        included, stays at normal priority); return why not, if it could not be done."""
+        if not self.spec.realtime_priority:
+            return None
+        try:
+            os.sched_setscheduler(self.process.pid, os.SCHED_FIFO, os.sched_param(self.spec.realtime_priority))
+        except (OSError, AttributeError) as exc:
+            return f"{self.spec.name} runs at normal priority ({exc}); its data may be late on a busy machine"
+        return None
+
     def _read(self) -> None:
         with self.process.stdout as pipe:
             for raw in iter(pipe.readline, b""):
@@ -392,6 +409,9 @@ class RunningRig:
                         problem = f"exited ({_describe_status(emulator.process.returncode)})"
                     raise EmulatorError(f"{spec.name} ({spec.device}) {problem}; its output: {emulator.last_output()}")
                 endpoints[spec.name] = emulator.endpoints
+                note = emulator.raise_priority()
+                if note:
+                    self._say(note)
             return self.rig.setup(self.folders, endpoints)
         except BaseException:
             self.stop()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import signal
 import socket
 import subprocess
@@ -122,6 +123,8 @@ def test_running_rig_reports_the_endpoints_and_stops_its_emulators(tmp_path):
         port = int(setup.arguments["port"])
         process = rig.processes["netft_emulator"]
         assert process.poll() is None and rig.ended() is None, relayed
+        if os.geteuid() == 0:  # allowed to: the emulated device runs at real-time priority
+            assert os.sched_getscheduler(process.pid) == os.SCHED_FIFO
         assert any(line.startswith("[netft_emulator] netft emulator: RDT on 127.0.0.1:") for line in relayed)
         # The profile file it was given is kept with the session.
         assert yaml.safe_load((tmp_path / "record" / "netft_cuff_force.yaml").read_text()) == CUFF_FORCE_PROFILE
