@@ -763,14 +763,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
         # The pty link lives in the temporary folder; the files the graph is given stay with the session.
         folders = emulated_rigs.RigFolders(Path(run_dir), plan.session_dir / "emulated_hardware")
         relay = functools.partial(print, file=sys.stderr, flush=True)
-        say = lambda line: relay(f"{PROG}: {line}")  # noqa: E731 - a one-line message sink
+
+        def say(line: str) -> None:
+            relay(f"{PROG}: {line}")
+
         with emulated_rigs.RunningRig(rig, folders, relay=relay, say=say) as running:
             try:
                 setup = running.start()
             except KeyboardInterrupt:
-                print(f"{PROG}: interrupted while starting the emulated hardware; stopped it", file=sys.stderr,
-                      flush=True)
+                say("interrupted while starting the emulated hardware; stopped it")
                 return 130
+            except emulated_rigs.EmulatorError as exc:  # not the user's mistake: no exit status 2
+                say(f"demo failed: {exc}")
+                return 1
             plan = plan_session({**setup.defaults, **texts, **setup.arguments})
             for node, parameters in setup.node_parameters.items():
                 if node in plan.parameters:

@@ -150,6 +150,19 @@ def test_an_emulator_that_fails_to_start_is_named_with_its_output(tmp_path):
     assert rig.processes == {}
 
 
+def test_demo_with_an_emulator_that_fails_says_so_and_starts_no_node(tmp_path, monkeypatch, capsys):
+    """`demo --hardware X` whose emulator cannot start: exit 1, one line naming it, no graph."""
+    broken = EmulatedRig("broken", "an emulator with a bad option", (emulated_rigs.EmulatorSpec(
+        "netft_emulator", "netft", lambda f: ["--rate", "0"], emulated_rigs.NETFT_EMULATOR.ready),),
+        lambda f, e: emulated_rigs.RigSetup({}))
+    monkeypatch.setitem(emulated_rigs.RIGS, "broken", broken)
+    assert launcher.main(["demo", "--hardware", "broken", f"output_dir:={tmp_path}"]) == 1
+    captured = capsys.readouterr()
+    assert "rehab-robot: demo failed: netft_emulator (netft) exited (exit status 2)" in captured.err
+    assert "session folder" not in captured.out  # no node was started
+    assert "Traceback" not in captured.err
+
+
 def test_an_emulator_that_never_says_ready_is_stopped(tmp_path):
     mute = EmulatedRig("mute", "never ready", (emulated_rigs.EmulatorSpec(
         "netft_emulator", "netft", lambda f: ["--port", "0"], emulated_rigs.re.compile("no such line")),),
