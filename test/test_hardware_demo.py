@@ -173,7 +173,8 @@ def test_an_emulator_that_never_says_ready_is_stopped(tmp_path):
     t0 = time.monotonic()
     with pytest.raises(EmulatorError, match="said nothing that means ready within 3 s"):
         rig.start()
-    assert time.monotonic() - t0 < 3.0 + emulated_rigs.STOP_TIMEOUT + 2.0
+    # It gives up (a bound with a wide margin for a loaded machine): start() never hangs.
+    assert time.monotonic() - t0 < 3.0 + emulated_rigs.STOP_TIMEOUT + 20.0
     assert started, "the emulator printed its line (relayed) but the pattern did not match"
 
 
