@@ -91,7 +91,8 @@ class RigSetup:
         arguments: Launch argument texts (``hardware``, ``hardware_options``, ``ft_sensor``, ...).
         defaults: Launch argument texts the user may override (``loop_rate``).
         node_parameters: node name -> parameters set on top of the graph's, for settings
-            the graph has no launch argument for (the Net F/T node's UDP ``port`` and ``rate``).
+            the graph has no launch argument for (the Net F/T node's UDP ``port`` and ``rate``,
+            the session's ``ready_timeout``).
     """
 
     arguments: dict[str, str]
@@ -135,6 +136,10 @@ DYNAMIXEL_LOOP_RATE = "250.0"
 #: ``rate`` must match): 500 Hz, the wrench rate of the simulated demo. At 1000 Hz the
 #: sensor node, the supervisor and the recorder, all Python, handle twice the messages.
 NETFT_RDT_RATE = 500.0
+#: How long the session waits for the arm to be ready (2 s of motion permission in a row)
+#: [s]: twice the graph's default, for emulators and nodes starting on a busy machine.
+#: Only the wait before the exercise; nothing moves before it ends.
+READY_TIMEOUT = 60.0
 
 #: The emulated patient's push on the cuff, as a Net F/T profile [N, N·m]: a slow sine
 #: along the forearm (Fz) with a twist about it (Tz). Tz is the signature of the sensor:
@@ -208,7 +213,8 @@ def _dynamixel_setup(folders: RigFolders, endpoints: Mapping[str, Mapping[str, s
             "ft_sensor_address": netft["host"],
         },
         defaults={"loop_rate": DYNAMIXEL_LOOP_RATE},
-        node_parameters={"ft_sensor_driver": {"port": int(netft["port"]), "rate": NETFT_RDT_RATE}},
+        node_parameters={"ft_sensor_driver": {"port": int(netft["port"]), "rate": NETFT_RDT_RATE},
+                         "session_manager": {"ready_timeout": READY_TIMEOUT}},
     )
 
 

@@ -82,7 +82,8 @@ def test_dynamixel_rig_points_the_graph_at_the_pty_link_and_the_netft_port(tmp_p
     assert set(setup.arguments) == set(rig.sets)
     assert setup.arguments["hardware"] == "dynamixel"
     assert setup.arguments["ft_sensor"] == "netft" and setup.arguments["ft_sensor_address"] == "127.0.0.1"
-    assert setup.node_parameters == {"ft_sensor_driver": {"port": 40123, "rate": emulated_rigs.NETFT_RDT_RATE}}
+    assert setup.node_parameters == {"ft_sensor_driver": {"port": 40123, "rate": emulated_rigs.NETFT_RDT_RATE},
+                                     "session_manager": {"ready_timeout": emulated_rigs.READY_TIMEOUT}}
     assert setup.defaults == {"loop_rate": emulated_rigs.DYNAMIXEL_LOOP_RATE}  # loop_rate:= overrides it
     options = yaml.safe_load(setup.arguments["hardware_options"])
     config = yaml.safe_load(Path(options["config"]).read_text())
