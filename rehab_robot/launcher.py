@@ -8,7 +8,7 @@ time in ``NodeSpec.stop_rank`` order (session manager first, recorder last), whi
 Subcommands::
 
     rehab-robot run [name:=value ...] [--hardware X] [--patient F] [--protocol F] [--timeout S]
-    rehab-robot demo [name:=value ...] [--timeout S] [--exercise TYPE]
+    rehab-robot demo [--hardware sim|dynamixel|canopen] [--exercise TYPE] [name:=value ...] [--timeout S]
     rehab-robot history PATIENT_ID [--output-dir D | --history-dir D]
     rehab-robot backends
     rehab-robot check --patient F --protocol F [--robot-description U]
@@ -25,12 +25,14 @@ User errors (bad argument, invalid file, unknown backend) print one line
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -39,7 +41,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, TextIO
 
 
-from rehab_robot import graph
+from rehab_robot import emulated_rigs, graph
 from rehab_robot import operator as operator_cli
 from rehab_robot.errors import ConfigError, RehabRobotError
 from rehab_robot.hardware.registry import available_backends, backend_class, backend_options
@@ -132,6 +134,8 @@ class ProcessGraph:
         out: Stream for the processes' stdout lines (default: ``sys.stdout`` at write time).
         err: Stream for their stderr lines and the launcher's messages (default: ``sys.stderr``).
         cwd: Working directory of the processes.
+        companions: name -> a process started elsewhere that the graph needs (an emulated
+            device): if it ends, the graph stops as for a node that died. Not stopped here.
     """
 
     KILL_WAIT = 2.0  # [s] to reap a process after SIGKILL
@@ -146,6 +150,7 @@ class ProcessGraph:
         out: Optional[TextIO] = None,
         err: Optional[TextIO] = None,
         cwd: Optional[str] = None,
+        companions: Optional[Mapping[str, subprocess.Popen]] = None,
     ) -> None:
         names = [s.name for s in specs]
         if len(set(names)) != len(names):
@@ -157,6 +162,7 @@ class ProcessGraph:
         self._out = out
         self._err = err
         self._cwd = cwd
+        self._companions = dict(companions or {})
         self._procs: dict[str, subprocess.Popen] = {}
         self._readers: list[threading.Thread] = []
         self._write_lock = threading.Lock()
@@ -280,6 +286,12 @@ class ProcessGraph:
                     )
                 self.log(f"{result.message}; stopping the other nodes")
                 return result
+            for name, proc in self._companions.items():
+                returncode = proc.poll()
+                if returncode is not None:
+                    result = GraphResult(1, "died", f"{name} ended ({describe_exit(returncode)})", name)
+                    self.log(f"{result.message}; stopping the nodes")
+                    return result
             if deadline is not None and time.monotonic() > deadline:
                 result = GraphResult(1, "timeout", f"timed out after {timeout:g} s")
                 self.log(f"{result.message}; stopping the nodes")
@@ -406,7 +418,9 @@ def ros_params_yaml(parameters: Mapping[str, Any], node_name: str = "") -> str:
 
 #: Program run by ``python -c`` for a node: the console script's function, plus (Linux)
 #: a SIGINT when the launcher dies without stopping the node, so no node outlives it
-#: headless in its own session; SIGINT lets the driver bring the arm to rest.
+#: headless in its own session; SIGINT lets the driver bring the arm to rest. A SIGINT
+#: that arrives while the node is still importing (a Ctrl-C right after start) ends it
+#: quietly: nothing was opened yet, and a traceback there would only alarm the user.
 _NODE_BOOTSTRAP = """\
 import sys, importlib, functools
 try:
@@ -416,8 +430,14 @@ try:
         sys.exit(1)  # the launcher died before prctl took effect
 except (OSError, AttributeError):
     pass  # no prctl on this platform
+except KeyboardInterrupt:
+    sys.exit(130)
 sys.argv[0] = {name!r}
-sys.exit(functools.reduce(getattr, {attr!r}.split('.'), importlib.import_module({module!r}))())
+try:
+    entry = functools.reduce(getattr, {attr!r}.split('.'), importlib.import_module({module!r}))
+except KeyboardInterrupt:
+    sys.exit(130)
+sys.exit(entry())
 """
 
 
@@ -615,8 +635,15 @@ def _parse_launch_tokens(tokens: Sequence[str], options: Mapping[str, Optional[s
     return texts
 
 
-def _run_session(plan: SessionPlan, timeout: Optional[float]) -> int:
-    """Start the planned session, supervise it, print where its results are."""
+def _run_session(
+    plan: SessionPlan, timeout: Optional[float], companions: Optional[Mapping[str, subprocess.Popen]] = None
+) -> int:
+    """Start the planned session, supervise it, print where its results are.
+
+    Args:
+        companions: Processes the graph needs that run already (emulated devices): one
+            ending stops the session as a dead node does.
+    """
     active = [spec for spec in graph.nodes() if spec.name in plan.parameters]
     commands = {spec.name: node_command(spec.executable) for spec in active}
     domain_given = bool(os.environ.get("ROS_DOMAIN_ID"))
@@ -646,7 +673,7 @@ def _run_session(plan: SessionPlan, timeout: Optional[float]) -> int:
         specs.append(ProcessSpec(spec.name, command, env, spec.stop_rank, spec.ends_graph))
     print(f"{PROG}: session folder {plan.session_dir.resolve()}", flush=True)
 
-    result = ProcessGraph(specs).run(timeout=timeout)
+    result = ProcessGraph(specs, companions=companions).run(timeout=timeout)
 
     # The graph already said why it stopped; a normal end is not worth a second line.
     if result.status != 0:
@@ -715,15 +742,53 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """``rehab-robot demo``: a complete simulated session with the shipped examples."""
+    """``rehab-robot demo``: a complete session with the shipped examples, on the simulated
+    arm or on an emulated hardware rig (:mod:`rehab_robot.emulated_rigs`)."""
     texts = _parse_launch_tokens(args.arguments, {})
     if getattr(args, "exercise", None):
         _demo_exercise(texts, args.exercise)
     for name, value in DEMO_FIXED_ARGUMENTS.items():
         if texts.setdefault(name, value).strip().lower() != value:
             raise ConfigError(f"the demo always runs with {name}:={value}")
+    rig = emulated_rigs.get_rig(args.hardware)
+    taken = [name for name in rig.sets if name in texts]
+    if taken:
+        raise ConfigError(f"the demo --hardware {rig.name} sets {', '.join(taken)} itself; "
+                          f"leave {'it' if len(taken) == 1 else 'them'} out")
+    # Everything the user gave is checked before any emulator starts.
     plan = plan_session(texts)
-    status = _run_session(plan, args.timeout)
+    if not rig.emulators:
+        return _demo_outcome(plan, _run_session(plan, args.timeout), bool(getattr(args, "exercise", None)))
+
+    print(f"{PROG}: emulated hardware '{rig.name}': {rig.description}", flush=True)
+    plan.create_folder()
+    with tempfile.TemporaryDirectory(prefix="rehab-robot-demo-") as run_dir:
+        # The pty link lives in the temporary folder; the files the graph is given stay with the session.
+        folders = emulated_rigs.RigFolders(Path(run_dir), plan.session_dir / "emulated_hardware")
+        relay = functools.partial(print, file=sys.stderr, flush=True)
+
+        def say(line: str) -> None:
+            relay(f"{PROG}: {line}")
+
+        with emulated_rigs.RunningRig(rig, folders, relay=relay, say=say) as running:
+            try:
+                setup = running.start()
+            except KeyboardInterrupt:
+                say("interrupted while starting the emulated hardware; stopped it")
+                return 130
+            except emulated_rigs.EmulatorError as exc:  # not the user's mistake: no exit status 2
+                say(f"demo failed: {exc}")
+                return 1
+            plan = plan_session({**setup.defaults, **texts, **setup.arguments})
+            for node, parameters in setup.node_parameters.items():
+                if node in plan.parameters:
+                    plan.parameters[node].update(parameters)
+            status = _run_session(plan, args.timeout, companions=running.processes)
+    return _demo_outcome(plan, status, bool(getattr(args, "exercise", None)))
+
+
+def _demo_outcome(plan: SessionPlan, status: int, exercise_metrics: bool = False) -> int:
+    """Say whether the demo's session completed (with its exercise metrics if asked); return the exit status."""
     report = load_report(plan.report_path)
     if report is None:
         print(f"{PROG}: demo failed: no session report was written", file=sys.stderr, flush=True)
@@ -735,7 +800,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             flush=True,
         )
         return status or 1
-    if getattr(args, "exercise", None):
+    if exercise_metrics:
         from rehab_robot.session.exercises import format_exercise_metrics
         print(format_exercise_metrics(report), flush=True)
     print(f"{PROG}: demo completed", flush=True)
@@ -878,8 +943,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=float, default=None, help="stop and fail after this many [s]")
     run.set_defaults(func=cmd_run)
 
-    demo = sub.add_parser("demo", help="a complete simulated session with the shipped examples")
+    demo = sub.add_parser("demo", help="a complete session with the shipped examples, simulated or on emulated hardware")
     demo.add_argument("arguments", nargs="*", metavar="name:=value", help=launch_help)
+    rigs = "; ".join(f"{name}: {emulated_rigs.RIGS[name].description}" for name in emulated_rigs.available_rigs())
+    demo.add_argument("--hardware", default="sim", metavar="NAME",
+                      help=f"the arm to run on (default sim). {rigs}")
     demo.add_argument("--timeout", type=float, default=DEMO_TIMEOUT,
                       help=f"stop and fail after this many [s] (default {DEMO_TIMEOUT:g})")
     demo.add_argument("--exercise", choices=list(_exercise_types()),

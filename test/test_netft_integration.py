@@ -1,4 +1,5 @@
-"""Integration: the ft_sensor_driver node against the emulated Net F/T, each its own process.
+"""Integration: the ft_sensor_driver node against the emulated Net F/T, each its own process,
+then the whole graph with ``ft_sensor:=netft`` against it.
 
 The emulator streams RDT over localhost UDP; the node publishes ft_sensor/wrench over real
 DDS to this test's client. Checked: the emulator's force arrives in N in ft_sensor_link,
@@ -9,7 +10,9 @@ wrench stream until the sensor is healthy again.
 
 from __future__ import annotations
 
+import json
 import math
+import socket
 import threading
 import time
 
@@ -276,3 +279,144 @@ def test_saturation_makes_the_supervisor_stop_motion_until_healthy(netft, start_
     assert emu.command("clear").startswith("ok")
     wait_for(lambda: permitted_since(t, True), 10,
              "permission back once the sensor is healthy (missing state does not latch)", nodes)
+
+
+LONG_PROTOCOL = """\
+protocol:
+  name: long_elbow
+  type: passive_rom
+  joint: elbow_flexion
+  start_angle: 0.5
+  end_angle: 1.5
+  repetitions: 20
+  movement_duration: 2.0
+  hold_duration: 0.0
+"""
+
+
+def test_through_the_graph_sensor_faults_stop_and_hold_the_arm_and_are_named(tmp_path, domain_id, ros_client):
+    """The whole graph with ``ft_sensor:=netft`` (``rehab-robot demo --hardware dynamixel``), faults injected
+    into its Net F/T emulator mid-exercise:
+
+    * packets lost: counted and named (WARN) on the sensor's /diagnostics;
+    * saturation: the wrench is withheld, the supervisor withdraws permission naming the stale
+      ft_sensor/wrench on safety/status and /diagnostics, the driver holds and the arm comes to rest
+      and stays there; permission returns once the sensor is healthy;
+    * the stream stops: the same, with the sensor's /diagnostics saying the stream stopped;
+    * Ctrl-C ends the demo: the report is written with the interruptions, the emulators are stopped.
+    """
+    import re
+    import signal
+
+    from std_msgs.msg import Bool
+
+    from rehab_robot.nodes.common import topic_qos
+    from test_hardware_demo import Demo
+
+    states: list[tuple[float, np.ndarray, np.ndarray]] = []
+    beats: list[tuple[float, bool]] = []
+    safety: list[tuple[float, DiagnosticStatus]] = []
+    diagnostics: list[tuple[float, DiagnosticStatus]] = []
+    hardware: list[tuple[float, DiagnosticStatus]] = []
+    ros_client.create_subscription(
+        JointState, "joint_states",
+        lambda m: states.append((time.monotonic(), np.array(m.position), np.array(m.velocity))),
+        subscriber_qos("joint_states"))
+    ros_client.create_subscription(Bool, "safety/heartbeat", lambda m: beats.append((time.monotonic(), m.data)),
+                                   topic_qos("safety/heartbeat"))
+    ros_client.create_subscription(DiagnosticStatus, "safety/status", lambda m: safety.append((time.monotonic(), m)),
+                                   subscriber_qos("safety/status"))
+    ros_client.create_subscription(DiagnosticStatus, "hardware/status",
+                                   lambda m: hardware.append((time.monotonic(), m)), subscriber_qos("hardware/status"))
+    ros_client.create_subscription(
+        DiagnosticArray, "/diagnostics",
+        lambda m: diagnostics.extend((time.monotonic(), s) for s in m.status), 50)
+
+    protocol = tmp_path / "long.yaml"
+    protocol.write_text(LONG_PROTOCOL)
+    demo = Demo(tmp_path, domain_id, "--hardware", "dynamixel", f"protocol:={protocol}",
+                f"output_dir:={tmp_path / 'out'}", "session_id:=faults")
+    try:
+        def started():
+            assert demo.process.poll() is None, demo.output()
+            return "drives follow commands" in demo.stderr
+
+        # Generous: on a machine shared with other test runs, seven processes importing pinocchio
+        # and rclpy at once have taken a minute.
+        wait_for(started, 150, "the session to start moving the arm on the emulated servos")
+        control = int(re.search(r"netft emulator: RDT on [0-9.]+:\d+, control on [0-9.]+:(\d+)", demo.stderr)[1])
+
+        def command(text: str) -> None:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                sock.settimeout(2.0)
+                sock.sendto(text.encode(), ("127.0.0.1", control))
+                assert sock.recv(4096).decode().startswith("ok"), text
+
+        def status_since(t, name, predicate):
+            return next((s for at, s in list(diagnostics) if at > t and s.name.endswith(name) and predicate(s)), None)
+
+        def permitted_since(t, value):
+            return any(b == value for at, b in list(beats) if at > t)
+
+        def moving():
+            return bool(states) and states[-1][0] > time.monotonic() - 0.1 and abs(states[-1][2][3]) > 0.05
+
+        def resume_until_moving(before: str) -> None:
+            """After an interruption the session resumes only when asked (as the operator would)."""
+            deadline = time.monotonic() + 30
+            while not moving():
+                assert time.monotonic() < deadline, f"the arm did not move again before {before}:\n{demo.output()}"
+                if permitted_since(time.monotonic() - 0.3, True):
+                    call_trigger(ros_client, "session/resume")
+                end = time.monotonic() + 1.5
+                while not moving() and time.monotonic() < end:
+                    time.sleep(0.02)
+
+        trigger_client(ros_client, "session/resume")
+        # Packets lost (30 records, 60 ms at the demo's 500 Hz: shorter than the supervisor's 100 ms staleness limit):
+        # reported, by count, as a warning of the sensor's node.
+        t = time.monotonic()
+        command("burst 30")
+        wait_for(lambda: status_since(t, "ft_sensor_driver", lambda s: s.level == DiagnosticStatus.WARN
+                                      and "packets lost" in s.message and int(values(s)["lost_packets"]) >= 30),
+                 10, "the lost packets named on /diagnostics")
+
+        for fault, sensor_says in (("saturate Fz", "saturated: Fz"), ("stop", "stream stopped")):
+            resume_until_moving(repr(fault))
+            t = time.monotonic()
+            command(fault)
+            wait_for(lambda: permitted_since(t, False), 5, f"the supervisor to withdraw permission on {fault!r}")
+            wait_for(lambda: status_since(t, "ft_sensor_driver", lambda s: s.level == DiagnosticStatus.ERROR
+                                          and sensor_says in s.message), 5, f"{sensor_says!r} on /diagnostics")
+            wait_for(lambda: any("ft_sensor/wrench stale" in s.message for at, s in list(safety) if at > t), 5,
+                     "safety/status naming the stale ft_sensor/wrench")
+            wait_for(lambda: status_since(t, "safety_supervisor", lambda s: "ft_sensor/wrench stale" in s.message),
+                     5, "the supervisor's /diagnostics naming the stale ft_sensor/wrench")
+            wait_for(lambda: any(values(s)["state"] == "holding" for at, s in list(hardware) if at > t), 5,
+                     "the driver holding")
+            # Stopped and held: at rest (a safety bound with margin: the driver quick-stops within
+            # tens of ms), then no drift while the fault lasts.
+            wait_for(lambda: states and states[-1][0] > t and np.all(np.abs(states[-1][2]) < 0.02), 2,
+                     "the arm at rest")
+            rest = states[-1][1]
+            time.sleep(1.0)
+            assert not permitted_since(t + 0.2, True), "permission came back while the sensor was faulty"
+            assert np.max(np.abs(states[-1][1] - rest)) < 0.01, (rest, states[-1][1])
+            t = time.monotonic()
+            command("clear" if fault != "stop" else "resume")
+            wait_for(lambda: permitted_since(t, True), 10,
+                     f"permission back once {fault!r} is cleared (a missing signal does not latch)")
+            wait_for(lambda: status_since(t, "ft_sensor_driver", lambda s: values(s)["state"] == "ok"), 5,
+                     f"the sensor ok again after {fault!r}")
+    finally:
+        demo.process.send_signal(signal.SIGINT)  # Ctrl-C
+        status = demo.wait(30)
+    assert status == 128 + signal.SIGINT, demo.output()
+    output = demo.stdout + demo.stderr
+    assert "Traceback" not in output
+    for name in ("dynamixel_emulator", "netft_emulator"):
+        assert f"rehab-robot: stopped {name} (exit status 0)" in demo.stderr, demo.output()
+    report = json.loads((tmp_path / "out" / "faults" / "report.json").read_text())
+    assert report["ended"] != "completed"
+    interruptions = [e["event"] for e in report["events"] if e["event"].startswith("motion interrupted")]
+    assert len(interruptions) >= 2 and all("ft_sensor/wrench stale" in e for e in interruptions), report["events"]
