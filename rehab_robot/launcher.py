@@ -489,13 +489,14 @@ def check_session_files(patient: str, protocol: str, robot_description: str) -> 
     load_protocol(protocol, profile, joint_limits, velocity_limits)
 
 
-def check_hardware(name: str, options: str, robot_description: str = "") -> None:
-    """Check that backend ``name`` exists and accepts the ``hardware_options`` YAML mapping.
+def check_hardware(name: str, options: str, robot_description: str = "", loop_rate: float | None = None) -> None:
+    """Check that backend ``name`` exists and accepts the ``hardware_options`` YAML mapping at the
+    driver's ``loop_rate`` [Hz] (which, e.g., sets a CAN bus's load).
 
     Raises:
         ConfigError: for an unknown or broken backend, or options it does not take.
     """
-    backend_options(options, backend_class(name), robot_description)
+    backend_options(options, backend_class(name), robot_description, loop_rate)
 
 
 @dataclass
@@ -548,7 +549,7 @@ def plan_session(user_arguments: Mapping[str, str]) -> SessionPlan:
     texts.update(user_arguments)
     parameters = {spec.name: graph.node_parameters(spec, texts) for spec in graph.active_nodes(texts)}
     typed = {name: graph.convert_argument(declared[name], text) for name, text in texts.items()}
-    check_hardware(typed["hardware"], typed["hardware_options"], typed["robot_description"])
+    check_hardware(typed["hardware"], typed["hardware_options"], typed["robot_description"], typed["loop_rate"])
     check_session_files(typed["patient"], typed["protocol"], typed["robot_description"])
     session_dir = Path(str(graph.resolve(graph.session_dir(), typed)))
     recorder = next((name for name, params in parameters.items() if "bag_path" in params), None)

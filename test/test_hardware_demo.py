@@ -67,8 +67,8 @@ def test_the_rigs_are_listed_and_an_unknown_one_is_refused_by_name():
     assert emulated_rigs.available_rigs()[0] == "sim"
     assert {"sim", "dynamixel"} <= set(emulated_rigs.available_rigs())
     assert emulated_rigs.get_rig("sim").emulators == ()  # today's demo: nothing to start
-    with pytest.raises(ConfigError, match=r"no emulated hardware setup 'canopen'.*available: sim, dynamixel"):
-        emulated_rigs.get_rig("canopen")
+    with pytest.raises(ConfigError, match=r"no emulated hardware setup 'ethercat'.*available: sim, canopen, dynamixel"):
+        emulated_rigs.get_rig("ethercat")
 
 
 def test_dynamixel_rig_points_the_graph_at_the_pty_link_and_the_netft_port(tmp_path):
@@ -97,6 +97,30 @@ def test_dynamixel_rig_points_the_graph_at_the_pty_link_and_the_netft_port(tmp_p
     plan_texts = {**setup.arguments, "output_dir": str(tmp_path / "out")}
     plan = launcher.plan_session(plan_texts)
     assert "ft_sensor_driver" in plan.parameters and plan.parameters["hardware_driver"]["publish_wrench"] is False
+
+
+def test_canopen_rig_puts_the_shipped_arm_on_the_emulated_slcan_adapter(tmp_path):
+    """The CANopen YAML names the emulator's pty link as an slcan channel; it passes the backend's
+    check, bus load included, at the rig's loop rate, and would not at 500 Hz (full PDO layout)."""
+    f = folders(tmp_path)
+    f.record_dir.mkdir(parents=True)
+    rig = emulated_rigs.get_rig("canopen")
+    endpoints = {"canopen_emulator": {"pty": "/dev/pts/78"},
+                 "netft_emulator": {"host": "127.0.0.1", "port": "40125", "control_port": "40126"}}
+    setup = rig.setup(f, endpoints)
+    assert set(setup.arguments) == set(rig.sets) and setup.arguments["hardware"] == "canopen"
+    assert setup.defaults == {"loop_rate": emulated_rigs.CANOPEN_LOOP_RATE}
+    options = yaml.safe_load(setup.arguments["hardware_options"])
+    config = yaml.safe_load(Path(options["config"]).read_text())
+    assert config["interface"] == "slcan" and config["channel"] == str(f.run_dir / "ttyCAN")
+    assert Path(config["eds"]).is_file()
+    # The channel must exist for the check: the emulator's link, here to a stand-in device.
+    f.run_dir.mkdir(parents=True, exist_ok=True)
+    (f.run_dir / "ttyCAN").symlink_to("/dev/null")
+    launcher.check_hardware("canopen", setup.arguments["hardware_options"],
+                            loop_rate=float(emulated_rigs.CANOPEN_LOOP_RATE))
+    with pytest.raises(ConfigError, match="bus load"):
+        launcher.check_hardware("canopen", setup.arguments["hardware_options"], loop_rate=500.0)
 
 
 def test_a_path_with_spaces_and_colons_stays_one_option(tmp_path):
@@ -207,7 +231,8 @@ def test_a_companion_that_ends_stops_the_graph_naming_it():
 
 
 @pytest.mark.parametrize("args, message", [
-    (["demo", "--hardware", "canopen"], "no emulated hardware setup 'canopen' for the demo; available: sim, dynamixel"),
+    (["demo", "--hardware", "ethercat"],
+     "no emulated hardware setup 'ethercat' for the demo; available: sim, canopen, dynamixel"),
     (["demo", "--hardware", "dynamixel", "hardware:=sim"], "the demo --hardware dynamixel sets hardware itself"),
     (["demo", "--hardware", "dynamixel", "ft_sensor_address:=10.0.0.1", "ft_sensor:=none"],
      "sets ft_sensor, ft_sensor_address itself; leave them out"),
@@ -298,8 +323,13 @@ class Operator:
         return self.resumes
 
 
+#: Per rig: the emulator that drives the arm, and the key of the device path in its YAML.
+RIG_DEVICES = {"dynamixel": ("dynamixel_emulator", "port"), "canopen": ("canopen_emulator", "channel")}
+
+
 @pytest.mark.integration
-def test_demo_on_the_emulated_dynamixel_arm_completes_with_the_netft_wrench(tmp_path, domain_id, ros_client):
+@pytest.mark.parametrize("hardware", sorted(RIG_DEVICES))
+def test_demo_on_emulated_drives_completes_with_the_netft_wrench(hardware, tmp_path, domain_id, ros_client):
     """Session completed, bag readable, wrench from ft_sensor_driver (the emulator's Tz sine), emulators stopped."""
     from geometry_msgs.msg import WrenchStamped
     from diagnostic_msgs.msg import DiagnosticArray
@@ -310,7 +340,7 @@ def test_demo_on_the_emulated_dynamixel_arm_completes_with_the_netft_wrench(tmp_
 
     protocol = tmp_path / "tiny.yaml"
     protocol.write_text(TINY_PROTOCOL)
-    demo = Demo(tmp_path, domain_id, "--hardware", "dynamixel", f"protocol:={protocol}",
+    demo = Demo(tmp_path, domain_id, "--hardware", hardware, f"protocol:={protocol}",
                 f"output_dir:={tmp_path / 'out'}", "session_id:=hw")
     operator = Operator(ros_client)
     try:
@@ -321,16 +351,17 @@ def test_demo_on_the_emulated_dynamixel_arm_completes_with_the_netft_wrench(tmp_
     assert status == 0, demo.output()
     assert "rehab-robot: demo completed" in demo.stdout
     assert "Traceback" not in demo.stdout + demo.stderr
-    for name in ("dynamixel_emulator", "netft_emulator"):
+    emulator, device_key = RIG_DEVICES[hardware]
+    for name in (emulator, "netft_emulator"):
         assert f"rehab-robot: stopped {name} (exit status 0)" in demo.stderr, demo.output()
     assert "loop 250 Hz" in demo.stderr  # the rig's default loop_rate
 
     session = tmp_path / "out" / "hw"
     report = json.loads((session / "report.json").read_text())
     assert report["ended"] == "completed" and report["repetitions_completed"] == 1
-    assert report["hardware"]["backend"] == "dynamixel"
+    assert report["hardware"]["backend"] == hardware
     config = yaml.safe_load(Path(report["hardware"]["options"]["config"]).read_text())
-    assert not Path(config["port"]).parent.exists(), "the run's temporary folder (pty link) was not removed"
+    assert not Path(config[device_key]).parent.exists(), "the run's temporary folder (pty link) was not removed"
     elbow = report["rom_reached"]["elbow_flexion"]
     assert elbow["min"] < 0.55 and elbow["max"] > 1.15  # the emulated servos moved the elbow
 
@@ -349,7 +380,7 @@ def test_demo_on_the_emulated_dynamixel_arm_completes_with_the_netft_wrench(tmp_
                     sources.add(("ft_sensor_driver", values.get("state")))
                 elif status.name.endswith("hardware_driver"):
                     sources.add(("hardware_driver", values.get("backend")))
-    assert ("hardware_driver", "dynamixel") in sources and ("ft_sensor_driver", "ok") in sources, sources
+    assert ("hardware_driver", hardware) in sources and ("ft_sensor_driver", "ok") in sources, sources
     times = np.array([w[0] for w in wrenches])
     assert times[-1] - times[0] > 2 / CUFF_FORCE_PROFILE["frequency"]  # at least two periods of the sine
     # The Net F/T streams at 500 Hz and the recorder takes it best effort (a loaded machine drops

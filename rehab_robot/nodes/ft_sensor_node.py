@@ -87,6 +87,10 @@ class FtSensorNode(GracefulNode):
     """The Net F/T driver node (see module docstring)."""
 
     node_name = "ft_sensor_driver"
+    # The wrench is a safety signal (the supervisor stops on a stale one): stream it at
+    # real-time priority, just below the control loops' (see docs/architecture.md).
+    realtime_priority = 47
+    niceness = -10
 
     def __init__(self) -> None:
         super().__init__(self.node_name)

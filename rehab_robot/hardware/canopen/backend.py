@@ -52,8 +52,11 @@ from rehab_robot.periodic import GIL_SWITCH_INTERVAL
 
 #: Speed [rad/s] below which a joint counts as at rest.
 REST_VELOCITY = 0.01
-#: SYNC intervals the velocity is computed over when the drives do not send it (compact layout).
-VELOCITY_WINDOW = 3
+#: Time [s] the velocity is computed over when the drives do not send it (compact layout).
+#: A TPDO read in a cycle may answer that cycle's SYNC or the one before, so a sample's
+#: stamp can be one SYNC period off: over 20 ms that is a 10-20 % error at 250-500 Hz (a
+#: 3-period window gave 40 %, and a false velocity-limit stop), for a 10 ms delay.
+VELOCITY_WINDOW = 0.02
 #: Cycles a drive may take to reach Operation enabled after ``enable()``.
 ENABLE_CYCLES = 20
 #: Python struct formats of the mapped object sizes [bit] (signed except the control words).
@@ -180,7 +183,7 @@ class CanopenArm(HardwareInterface):
         self._command: Optional[tuple] = None
         self._hold_counts = np.zeros(n, dtype=np.int64)
         self._sync_times: collections.deque = collections.deque(maxlen=9)
-        self._history = [collections.deque(maxlen=VELOCITY_WINDOW + 1) for _ in range(n)]
+        self._history = [collections.deque(maxlen=64) for _ in range(n)]
         self._cycles = 0
         self._frames_sent = 0
         self._started = False
@@ -473,6 +476,8 @@ class CanopenArm(HardwareInterface):
                 # at it would make a one-period difference noisy.
                 history = self._history[j]
                 history.append((stamp, self._position[j]))
+                while len(history) > 2 and history[1][0] <= stamp - VELOCITY_WINDOW:
+                    history.popleft()
                 dt = history[-1][0] - history[0][0]
                 if dt > 1e-4:
                     self._velocity[j] = (history[-1][1] - history[0][1]) / dt
