@@ -21,7 +21,7 @@ pytestmark = pytest.mark.integration
     "module, name, parameters, expected",
     [
         ("driver_node", "hardware_driver", {"loop_rate": "nan"}, "parameter 'loop_rate'"),
-        ("driver_node", "hardware_driver", {"hardware": "warp_drive"}, "available: dynamixel, sim, sim_faults"),
+        ("driver_node", "hardware_driver", {"hardware": "warp_drive"}, "available: canopen, dynamixel, sim, sim_faults"),
         ("driver_node", "hardware_driver", {"hardware_options": "'{rate_hz: 10.0}'"}, "rate_hz"),
         ("session_node", "session_manager",
          {"patient": "/nonexistent/patient.yaml", "protocol": str(resources.example_protocol()),
