@@ -174,10 +174,11 @@ def dynamixel_arm_config(folders: RigFolders, pty_link: Path) -> Path:
 #: The emulated CANopen bus, like the servos, shares the machine with the graph: the driver
 #: runs at 250 Hz, where the full PDO layout fits (47.9 % bus load): the drives report their
 #: velocity and take the velocity feed-forward, instead of both being derived from positions
-#: timed by this host's jittery SYNC. A drive is lost only after 10 missed SYNC cycles or
-#: 0.5 s without its heartbeat (a real bus keeps the shipped 3 and 0.15 s).
+#: timed by this host's jittery SYNC. A drive is lost only after 25 missed SYNC cycles or
+#: 0.5 s without its heartbeat (a real bus keeps the shipped 3 and 0.15 s); 25 cycles at
+#: 250 Hz ride out a 100 ms stall of the emulator on a machine busy with the graph.
 CANOPEN_LOOP_RATE = "250.0"
-CANOPEN_SLACK = {"pdo_layout": "full", "max_missed_cycles": 10, "heartbeat_timeout": 0.5, "sdo_timeout": 1.0}
+CANOPEN_SLACK = {"pdo_layout": "full", "max_missed_cycles": 25, "heartbeat_timeout": 0.5, "sdo_timeout": 1.0}
 
 
 def canopen_arm_config(folders: RigFolders, pty_link: Path) -> Path:

@@ -257,27 +257,40 @@ class GracefulNode(Node):
 def raise_priority(realtime_priority: int, niceness: int) -> Optional[str]:
     """Schedule this process's threads ahead of normal ones; return how, if not as asked.
 
-    The process gets ``SCHED_FIFO`` at ``realtime_priority`` (1..99), as ros2_control's
-    realtime_tools gives its control thread; where that is not permitted (it needs
-    CAP_SYS_NICE or an ``rtprio`` limit), the niceness ``niceness`` instead.
+    Every thread of the process gets ``SCHED_FIFO`` at ``realtime_priority`` (1..99), as
+    ros2_control's realtime_tools gives its control thread; where that is not permitted (it
+    needs CAP_SYS_NICE or an ``rtprio`` limit), the niceness ``niceness`` instead.
 
-    Call it before ``rclpy.init()``: Linux applies both to the calling thread only, and
-    threads inherit them when they are created. The DDS threads (discovery, receive,
-    asynchronous send) created by ``rclpy.init()`` and the executor thread then share the
-    loop's priority. If they ran at normal priority, a CPU-bound neighbour could preempt
-    one of them while it holds the GIL or a lock that the loop needs (priority
-    inversion), and the loop would wait for the neighbour's time slice.
+    Call it once the node is built. Linux applies both per thread, so each thread that
+    exists is set (the DDS threads of ``rclpy.init()``, the loop's, the executor's), and
+    threads created later inherit from their creator. If the DDS threads ran at normal
+    priority, a CPU-bound neighbour could preempt one of them while it holds the GIL or a
+    lock that the loop needs (priority inversion). Start-up itself (imports, the URDF
+    model: seconds of CPU) stays at normal priority: at real-time priority, several nodes
+    starting at once would starve every other process of the machine for that long (an
+    emulated drive then missed its SYNCs).
     """
+    def each_thread(apply) -> None:
+        try:
+            threads = [int(t) for t in os.listdir("/proc/self/task")]
+        except OSError:
+            threads = [0]
+        for tid in threads:
+            try:
+                apply(tid)
+            except ProcessLookupError:
+                pass  # the thread ended meanwhile
+
     if realtime_priority > 0:
         try:
-            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(realtime_priority))
+            each_thread(lambda tid: os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(realtime_priority)))
             return None
         except (PermissionError, OSError) as exc:
             fifo_problem = f"SCHED_FIFO {realtime_priority} not permitted ({exc})"
     else:
         fifo_problem = ""
     try:
-        os.setpriority(os.PRIO_PROCESS, 0, niceness)
+        each_thread(lambda tid: os.setpriority(os.PRIO_PROCESS, tid, niceness))
     except (PermissionError, OSError) as exc:
         return f"running at normal priority: {fifo_problem}; nice {niceness} not permitted ({exc})"
     return f"running at nice {niceness}: {fifo_problem}" if fifo_problem else None
@@ -343,8 +356,9 @@ def run(node_factory: Callable[[], GracefulNode], args: Optional[list[str]] = No
     Returns the process exit status.
     """
     problems = []
-    if getattr(node_factory, "realtime_priority", 0) or getattr(node_factory, "niceness", 0):
-        problems += [raise_priority(node_factory.realtime_priority, node_factory.niceness), lock_memory()]
+    realtime = bool(getattr(node_factory, "realtime_priority", 0) or getattr(node_factory, "niceness", 0))
+    if realtime:
+        problems.append(lock_memory())
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     stop_requested = []
 
@@ -358,6 +372,8 @@ def run(node_factory: Callable[[], GracefulNode], args: Optional[list[str]] = No
     try:
         node = node_factory()
         name_process(node)
+        if realtime:
+            problems.append(raise_priority(node_factory.realtime_priority, node_factory.niceness))
         for problem in filter(None, problems):
             if problem.startswith("running at nice"):
                 # Still ahead of normal processes: worth knowing, not a warning.
