@@ -104,6 +104,10 @@ def test_check_options_refuses_a_missing_channel_and_a_bus_too_full(tmp_path):
     path = _write(tmp_path, {"interface": "nonsense", "channel": "x"})
     with pytest.raises(ConfigError, match="interface = 'nonsense': not a python-can interface"):
         CanopenArm.check_options(config=str(path))
+    # A bus carried as UDP multicast leaves the machine: refused before anything opens.
+    path = _write(tmp_path, {"interface": "udp_multicast", "channel": "239.74.163.2"})
+    with pytest.raises(ConfigError, match="interface = 'udp_multicast': not allowed, it sends the bus's frames onto the network"):
+        CanopenArm.check_options(config=str(path))
     # The full layout does not fit 500 Hz on 1 Mbit/s; compact does; full fits at 250 Hz.
     path = _write(tmp_path, {"interface": "virtual", "channel": "x", "pdo_layout": "full"})
     with pytest.raises(ConfigError) as info:

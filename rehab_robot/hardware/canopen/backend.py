@@ -220,9 +220,12 @@ class CanopenArm(HardwareInterface):
         if parsed.interface not in interfaces:
             raise ConfigError(f"{parsed.path}: interface = {parsed.interface!r}: not a python-can interface; "
                               f"allowed: {', '.join(sorted(interfaces))}")
-        if parsed.interface in ("virtual", "udp_multicast"):
-            pass  # test and bench buses: allowed, they have no channel to check
-        else:
+        if parsed.interface == "udp_multicast":
+            # It carries the CAN frames as UDP multicast onto the network the host is on.
+            raise ConfigError(f"{parsed.path}: interface = 'udp_multicast': not allowed, it sends the bus's "
+                              "frames onto the network; use a CAN adapter (socketcan, slcan, pcan, ...) or, "
+                              "for the emulator, slcan on its pseudo-terminal")
+        if parsed.interface != "virtual":  # python-can's in-process bus (unit tests) has no channel
             check_channel(parsed)
         check_bus_load(parsed, float(loop_rate))
 
