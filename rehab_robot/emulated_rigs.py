@@ -30,6 +30,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 import yaml
 
 from rehab_robot import resources
+from rehab_robot.child_process import entry_point_command
 from rehab_robot.errors import ConfigError, RehabRobotError
 
 #: Seconds an emulator gets to say it is ready (the Dynamixel one loads pinocchio first).
@@ -319,32 +320,10 @@ def get_rig(name: str) -> EmulatedRig:
 # --------------------------------------------------------------------------- processes
 
 
-#: Run by ``python -c`` for an emulator: ``rehab-robot emulate``, plus (Linux) a SIGINT when
-#: the process that started it dies, so no emulator outlives a killed demo. The parent is
-#: the thread that called Popen: :meth:`RunningRig.start` runs in the launcher's main thread.
-_EMULATOR_BOOTSTRAP = """\
-import sys
-try:
-    import ctypes, os
-    ctypes.CDLL(None).prctl(1, 2)  # PR_SET_PDEATHSIG, SIGINT
-    if os.getppid() != {parent_pid}:
-        sys.exit(1)  # the launcher died before prctl took effect
-except (OSError, AttributeError):
-    pass  # no prctl on this platform
-except KeyboardInterrupt:
-    sys.exit(130)
-try:
-    from rehab_robot.launcher import main
-except KeyboardInterrupt:  # stopped while still importing: nothing to release yet
-    sys.exit(130)
-sys.exit(main(["emulate", {device!r}, *{options!r}]))
-"""
-
-
 def emulator_command(device: str, options: Sequence[str]) -> list[str]:
     """Return the argv that runs ``rehab-robot emulate DEVICE OPTIONS`` with this interpreter."""
-    code = _EMULATOR_BOOTSTRAP.format(parent_pid=os.getpid(), device=device, options=list(options))
-    return [sys.executable, "-c", code]
+    # The parent is the thread that calls Popen: RunningRig.start runs in the launcher's main thread.
+    return entry_point_command("rehab_robot.launcher", "main", "rehab-robot", ["emulate", device, *options])
 
 
 class _Emulator:

@@ -43,6 +43,7 @@ from typing import Any, Mapping, Optional, Sequence, TextIO
 
 from rehab_robot import emulated_rigs, graph
 from rehab_robot import operator as operator_cli
+from rehab_robot.child_process import entry_point_command
 from rehab_robot.errors import ConfigError, RehabRobotError
 from rehab_robot.hardware.registry import available_backends, backend_class, backend_options
 from rehab_robot.model import ArmModel
@@ -416,31 +417,6 @@ def ros_params_yaml(parameters: Mapping[str, Any], node_name: str = "") -> str:
 # --------------------------------------------------------------------------- commands
 
 
-#: Program run by ``python -c`` for a node: the console script's function, plus (Linux)
-#: a SIGINT when the launcher dies without stopping the node, so no node outlives it
-#: headless in its own session; SIGINT lets the driver bring the arm to rest. A SIGINT
-#: that arrives while the node is still importing (a Ctrl-C right after start) ends it
-#: quietly: nothing was opened yet, and a traceback there would only alarm the user.
-_NODE_BOOTSTRAP = """\
-import sys, importlib, functools
-try:
-    import ctypes, os
-    ctypes.CDLL(None).prctl(1, 2)  # PR_SET_PDEATHSIG, SIGINT
-    if os.getppid() != {launcher_pid}:
-        sys.exit(1)  # the launcher died before prctl took effect
-except (OSError, AttributeError):
-    pass  # no prctl on this platform
-except KeyboardInterrupt:
-    sys.exit(130)
-sys.argv[0] = {name!r}
-try:
-    entry = functools.reduce(getattr, {attr!r}.split('.'), importlib.import_module({module!r}))
-except KeyboardInterrupt:
-    sys.exit(130)
-sys.exit(entry())
-"""
-
-
 def node_command(executable: str) -> list[str]:
     """Return the argv that runs the ``rehab_robot`` console script ``executable``.
 
@@ -461,10 +437,7 @@ def node_command(executable: str) -> list[str]:
     for entry in entries:
         if entry.group == "console_scripts" and entry.name == executable:
             module, _, attr = entry.value.partition(":")
-            code = _NODE_BOOTSTRAP.format(
-                launcher_pid=os.getpid(), name=executable, module=module.strip(), attr=attr.strip()
-            )
-            return [sys.executable, "-c", code]
+            return entry_point_command(module.strip(), attr.strip(), executable)
     raise ConfigError(f"{graph.PACKAGE} has no console script {executable!r}; reinstall the package")
 
 

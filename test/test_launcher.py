@@ -328,10 +328,9 @@ def test_node_command_code_passes_arguments_and_exit_status(tmp_path, monkeypatc
 ORPHAN_PARENT = textwrap.dedent(
     """
     import os, subprocess, sys, time
-    from rehab_robot.launcher import _NODE_BOOTSTRAP
+    from rehab_robot.child_process import entry_point_command
     # As the launcher does it: the node's own session, the launcher's pid in the bootstrap.
-    code = _NODE_BOOTSTRAP.format(launcher_pid=os.getpid(), name="orphan_node", module="orphan_node", attr="main")
-    subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+    subprocess.Popen(entry_point_command("orphan_node", "main", "orphan_node"), start_new_session=True)
     time.sleep(30)  # SIGKILLed by the test long before
     """
 )
