@@ -162,42 +162,43 @@ class MotionGate:
 
     def decide(self, now: float, measured_position: np.ndarray) -> GateDecision:
         """Return whether to move at ``now`` [s], given the measured positions [rad]."""
-        reason = self._closed_reason(now, measured_position)
+        reason, position = self._closed_reason(now, measured_position)
         self.engaged = not reason
         if reason:
             return GateDecision(False, reason)
-        stamp, command = self._command
-        # Commands arrive with jitter; a drive that held the old position until the next
-        # one would lag and then be yanked forward. Carry the setpoint along its velocity.
-        position = command.position + command.velocity * (now - stamp)
+        command = self._command[1]
         return GateDecision(True, "", JointCommand(position, command.velocity, command.effort))
 
-    def _closed_reason(self, now: float, measured_position: np.ndarray) -> str:
+    def _closed_reason(self, now: float, measured_position: np.ndarray) -> tuple[str, Optional[np.ndarray]]:
+        """Return why the gate is closed ("" if open) and, with a fresh command, its position setpoint [rad]."""
         reason = self.heartbeat.closed_reason(now)
         if self.heartbeat.take_interruption() and not reason:
             reason = "safety heartbeat interrupted"
         if reason:
-            return reason
+            return reason, None
         if self._command is None:
-            return "no motion command yet"
+            return "no motion command yet", None
         stamp, command = self._command
         if now - stamp > self.command_timeout:
-            return f"motion commands lost ({(now - stamp) * 1e3:.0f} ms old)"
+            return f"motion commands lost ({(now - stamp) * 1e3:.0f} ms old)", None
+        # Commands arrive with jitter; a drive that held the old position until the next
+        # one would lag and then be yanked forward. Carry the setpoint along its velocity.
+        position = command.position + command.velocity * (now - stamp)
         if self.engaged:
-            gap = np.abs(command.position + command.velocity * (now - stamp) - measured_position)
+            gap = np.abs(position - measured_position)
             j = int(np.argmax(gap))
             if gap[j] > self.following_tolerance:
                 name = self.joint_names[j] if self.joint_names else f"joint {j}"
                 return (f"following error: {name} commanded {command.position[j]:.3f} rad, measured "
                         f"{measured_position[j]:.3f} rad ({gap[j]:.3f} rad apart; allowed "
-                        f"{self.following_tolerance:.3f} rad)")
+                        f"{self.following_tolerance:.3f} rad)"), position
         else:
             gap = float(np.max(np.abs(command.position - measured_position)))
             if gap > self.resume_tolerance:
-                return f"command {gap:.3f} rad away from the arm; waiting for a matching command"
+                return f"command {gap:.3f} rad away from the arm; waiting for a matching command", position
             if float(np.max(np.abs(command.velocity))) <= self.engage_speed:
-                return "holding until a motion starts (the commands do not move the arm)"
-        return ""
+                return "holding until a motion starts (the commands do not move the arm)", position
+        return "", position
 
     def disengage(self) -> None:
         """Forget that the drives were following: the next motion must start from the arm."""
