@@ -47,10 +47,10 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-import yaml
 
 from rehab_robot import JOINT_NAMES
 from rehab_robot.errors import ConfigError, HardwareError
+from rehab_robot.hardware.config_file import is_number, read_config_mapping
 from rehab_robot.hardware.interface import HardwareInterface, JointCommand, JointSample
 
 #: Largest goal position offset [rad] the feed-forward approximation may add.
@@ -268,10 +268,6 @@ _JOINT_REQUIRED = ("id", "family", "counts_per_revolution", "direction", "zero_o
                    "torque_constant")
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def load_config(path, port: Optional[str] = None, baudrate: Optional[int] = None,
                 response_margin: Optional[float] = None) -> ArmConfig:
     """Read and validate an arm configuration file; ``port``, ``baudrate`` and
@@ -285,21 +281,11 @@ def load_config(path, port: Optional[str] = None, baudrate: Optional[int] = None
     def bad(field: str, value, allowed: str) -> ConfigError:
         return ConfigError(f"{path}: {field} = {value!r}: must be {allowed}")
 
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"dynamixel configuration {path}: cannot be read: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: must be a YAML mapping with fields {', '.join(_TOP_FIELDS)}")
-    unknown = sorted(set(data) - set(_TOP_FIELDS), key=str)
-    if unknown:
-        raise ConfigError(f"{path}: unknown field {unknown[0]!r}; allowed: {', '.join(_TOP_FIELDS)}")
+    data = read_config_mapping(path, "dynamixel", _TOP_FIELDS)
 
     def number(field, low, high, default, allowed, integer=False):
         value = data.get(field, default)
-        ok = _is_number(value) and low <= value <= high and (not integer or isinstance(value, int))
+        ok = is_number(value) and low <= value <= high and (not integer or isinstance(value, int))
         if not ok:
             raise bad(field, value, allowed)
         return value
@@ -352,7 +338,7 @@ def _joint_config(path: Path, name: str, entry, seen_ids: dict, bad) -> JointCon
         return value
 
     def positive(v):
-        return _is_number(v) and v > 0
+        return is_number(v) and v > 0
 
     def is_int(v):
         return isinstance(v, int) and not isinstance(v, bool)
@@ -368,7 +354,7 @@ def _joint_config(path: Path, name: str, entry, seen_ids: dict, bad) -> JointCon
     if model is not None and model not in table.models.values():
         raise bad(f"{where}.model", model,
                   f"a {table.name} model: {', '.join(sorted(table.models.values()))}")
-    stiffness = field_value("stiffness", lambda v: _is_number(v) and v >= 0, 0.0)
+    stiffness = field_value("stiffness", lambda v: is_number(v) and v >= 0, 0.0)
     torque_limit = entry.get("torque_limit")
     if torque_limit is not None and not positive(torque_limit):
         raise bad(f"{where}.torque_limit", torque_limit, _JOINT_FIELDS["torque_limit"])

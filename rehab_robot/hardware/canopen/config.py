@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-import yaml
 
 from rehab_robot import JOINT_NAMES
 from rehab_robot.errors import ConfigError
+from rehab_robot.hardware.config_file import is_number, read_config_mapping
 
 #: Bitrates every CAN controller and python-can interface offers [bit/s].
 BITRATES = (10000, 20000, 50000, 100000, 125000, 250000, 500000, 800000, 1000000)
@@ -222,10 +222,6 @@ def default_config_path() -> Path:
     return share_dir() / "config" / "hardware" / "canopen_arm.yaml"
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -243,24 +239,14 @@ def load_config(path, interface: Optional[str] = None, channel: Optional[str] = 
     def bad(field: str, value, allowed: str) -> ConfigError:
         return ConfigError(f"{path}: {field} = {value!r}: must be {allowed}")
 
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"canopen configuration {path}: cannot be read: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: must be a YAML mapping with fields {', '.join(_TOP_FIELDS)}")
-    unknown = sorted(set(data) - set(_TOP_FIELDS), key=str)
-    if unknown:
-        raise ConfigError(f"{path}: unknown field {unknown[0]!r}; allowed: {', '.join(_TOP_FIELDS)}")
+    data = read_config_mapping(path, "canopen", _TOP_FIELDS)
     for name, value in (("interface", interface), ("channel", channel), ("bitrate", bitrate)):
         if value is not None:
             data[name] = value
 
     def number(field, low, high, default, integer=False):
         value = data.get(field, default)
-        if not (_is_number(value) and low <= value <= high and (not integer or _is_int(value))):
+        if not (is_number(value) and low <= value <= high and (not integer or _is_int(value))):
             raise bad(field, value, _TOP_FIELDS[field])
         return value
 
@@ -329,7 +315,7 @@ def _joint_config(path: Path, name: str, entry, seen: dict, default_eds, bad) ->
         return v
 
     def positive(v):
-        return _is_number(v) and v > 0
+        return is_number(v) and v > 0
 
     node_id = value("node_id", lambda v: _is_int(v) and 1 <= v <= 127)
     if node_id in seen:
