@@ -13,7 +13,7 @@ Prints, per trial:
 * the largest gap between consecutive ``joint_states`` stamps in the bag;
 * the quick stops the driver logged and the interruptions in the session report.
 
-Run: ``.venv/bin/python bench/bench_stall.py [--trials N] [--clients N] [--no-load]``
+Run: ``.venv/bin/python bench/bench_stall.py [--trials N] [--clients N] [--no-load] [--control-domain public]``
 """
 
 from __future__ import annotations
@@ -101,12 +101,12 @@ def run_trial(args, tmp: Path, trial: int) -> dict:
     """Run one session under load; return its numbers."""
     protocol = tmp / "protocol.yaml"
     protocol.write_text(PROTOCOL.format(repetitions=args.repetitions))
-    domain = 20 + (os.getpid() + trial) % 70
+    domain = args.domain if args.domain is not None else 20 + (os.getpid() + trial) % 70
     env = localhost_env(domain)
     session_id = f"stall-{trial}"
     command = [sys.executable, "-m", "rehab_robot.launcher", "run", f"protocol:={protocol}",
                f"patient:={resources.example_patient()}", f"output_dir:={tmp}", f"session_id:={session_id}",
-               "--timeout", "180"]
+               f"control_domain:={args.control_domain}", "--timeout", "180"]
     hog = None if args.no_load else subprocess.Popen([sys.executable, "-c", CPU_HOG], env=env)
     graph = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
@@ -166,9 +166,13 @@ def main() -> int:
     parser.add_argument("--verbose", action="store_true", help="print the graph's warnings")
     parser.add_argument("--no-load", action="store_true", help="no CPU-bound neighbour (a quiet machine)")
     parser.add_argument("--keep", metavar="DIR", help="copy the session folder of a trial with a stop to DIR")
+    parser.add_argument("--domain", type=int, help="ROS_DOMAIN_ID of the graph (default: one drawn per trial)")
+    parser.add_argument("--control-domain", default="auto",
+                        help="the graph's control_domain: auto (the chain on its own domain, the default) or public "
+                             "(everything on the public domain, where the clients join)")
     args = parser.parse_args()
     print(f"load: {'none' if args.no_load else '1 CPU-bound process, normal priority'}; "
-          f"{args.clients} client processes joining during the session")
+          f"{args.clients} client processes joining during the session; control_domain:={args.control_domain}")
     for trial in range(args.trials):
         with tempfile.TemporaryDirectory() as tmp:
             result = run_trial(args, Path(tmp), trial)

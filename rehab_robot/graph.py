@@ -138,6 +138,9 @@ def launch_arguments() -> list[LaunchArgument]:
                        "reading) or netft (the ATI Net F/T driver node, docs/hardware/netft.md)",
                        choices=("none", "netft")),
         LaunchArgument("ft_sensor_address", "192.168.1.1", "IP address of the Net F/T (ft_sensor:=netft)"),
+        LaunchArgument("control_domain", "auto", "DDS domain on which the control chain (drivers, supervisor, "
+                       "controller) talks, apart from tools: auto (ROS_DOMAIN_ID + 100, or - 100 above 132), "
+                       "public (everything on ROS_DOMAIN_ID), or a domain id; its topics are mirrored on ROS_DOMAIN_ID"),
     ]
 
 
@@ -191,13 +194,15 @@ def nodes() -> list[NodeSpec]:
                 "loop_rate": Arg("loop_rate"),
                 # A separate F/T sensor driver publishes ft_sensor/wrench instead.
                 "publish_wrench": ArgEquals("ft_sensor", "none"),
+                "control_domain": Arg("control_domain"),
             },
             stop_rank=1,
         ),
         NodeSpec(
             name="ft_sensor_driver",
             executable="ft_sensor_driver",
-            parameters={"sensor_address": Arg("ft_sensor_address"), "robot_description": urdf},
+            parameters={"sensor_address": Arg("ft_sensor_address"), "robot_description": urdf,
+                        "control_domain": Arg("control_domain")},
             # Stops with the supervisor: wrenches flow (and are recorded) until the arm is at rest.
             stop_rank=3,
             only_if=ArgEquals("ft_sensor", "netft"),
@@ -205,13 +210,13 @@ def nodes() -> list[NodeSpec]:
         NodeSpec(
             name="safety_supervisor",
             executable="safety_supervisor",
-            parameters={"robot_description": urdf, "patient": Arg("patient")},
+            parameters={"robot_description": urdf, "patient": Arg("patient"), "control_domain": Arg("control_domain")},
             stop_rank=3,
         ),
         NodeSpec(
             name="motion_controller",
             executable="motion_controller",
-            parameters={"robot_description": urdf},
+            parameters={"robot_description": urdf, "control_domain": Arg("control_domain")},
             stop_rank=2,
         ),
         NodeSpec(

@@ -48,7 +48,7 @@ from rehab_robot.errors import ConfigError, RehabRobotError
 from rehab_robot.hardware.registry import available_backends, backend_class, backend_options
 from rehab_robot.model import ArmModel
 from rehab_robot.recording.bag import repair_bag
-from rehab_robot.ros_env import localhost_env
+from rehab_robot.ros_env import control_domain_id, localhost_env, public_domain_id
 from rehab_robot.session.profiles import load_patient, load_protocol
 from rehab_robot.session.report import write_report
 
@@ -524,6 +524,7 @@ def plan_session(user_arguments: Mapping[str, str]) -> SessionPlan:
     typed = {name: graph.convert_argument(declared[name], text) for name, text in texts.items()}
     check_hardware(typed["hardware"], typed["hardware_options"], typed["robot_description"], typed["loop_rate"])
     check_session_files(typed["patient"], typed["protocol"], typed["robot_description"])
+    control_domain_id(typed["control_domain"], public_domain_id())
     session_dir = Path(str(graph.resolve(graph.session_dir(), typed)))
     recorder = next((name for name, params in parameters.items() if "bag_path" in params), None)
     bag_path = Path(parameters[recorder]["bag_path"]) if recorder else None
@@ -633,6 +634,10 @@ def _run_session(
             flush=True,
         )
 
+    control = control_domain_id(plan.arguments["control_domain"], int(domain))
+    print(f"{PROG}: " + ("control chain on the public domain (control_domain:=public)" if control is None else
+                         f"control chain on its own domain {control}; its topics are mirrored on {domain}"),
+          flush=True)
     plan.create_folder()
     # Kept in the session folder: they record exactly what each node was given.
     params_dir = plan.session_dir / "params"

@@ -449,8 +449,10 @@ def test_run_starts_the_graph_and_prints_the_report_summary(fake_nodes, capsys):
     assert stop_order(fake_nodes / "order.txt") == [
         "hardware_driver", "motion_controller", "safety_supervisor", "session_recorder",
     ]
-    assert '[hardware_driver] hardware_driver params {"hardware": "sim", "hardware_options": "{}"' in captured.out
+    assert ('[hardware_driver] hardware_driver params {"control_domain": "auto", "hardware": "sim", '
+            '"hardware_options": "{}"') in captured.out
     assert "ROS_DOMAIN_ID=57 (from the environment)" in captured.out
+    assert "control chain on its own domain 157; its topics are mirrored on 57" in captured.out
     assert f"report: {out_dir / 's1' / 'report.json'}" in captured.out
     assert f"bag:    {out_dir / 's1' / 'bag'}" in captured.out
     assert "repetitions: 2 / 2" in captured.out and "68.8 deg" in captured.out
@@ -526,6 +528,8 @@ def cli(*args, cwd=None):
         (["run", "patient"], "expected a launch argument name:=value, got 'patient'"),
         (["run", "--no-such-option"], "unrecognized arguments: --no-such-option"),
         (["run", "--hardware", "sim", "loop_rate:=fast"], "loop_rate:='fast': a finite number is required"),
+        (["run", "control_domain:=300"], "control_domain '300' is not allowed; allowed: auto, public, or a domain id"),
+        (["run", "control_domain:=private"], "control_domain 'private' is not allowed"),
         (["demo", "exit_when_done:=false"], "the demo always runs with exit_when_done:=true"),
         (["check", "--patient", "nope.yaml", "--protocol", "nope.yaml"], "does not exist"),
         (["repair-bag", "no/such/bag"], "bag 'no/such/bag' does not exist"),

@@ -23,7 +23,7 @@ from std_msgs.msg import Bool
 
 from rehab_robot import graph
 from rehab_robot.errors import ConfigError, RehabRobotError
-from rehab_robot.nodes.nonblocking import GilFreePublisher
+from rehab_robot.nodes.nonblocking import LatestValuePublisher
 from rehab_robot.safety.gate import HeartbeatMonitor
 
 OK = DiagnosticStatus.OK
@@ -126,8 +126,11 @@ def declare_parameters(node: Node, specs: Sequence[ParamSpec]) -> dict[str, Any]
     return values
 
 
-def watch_heartbeat_and_drives(node: Node, monitor: HeartbeatMonitor) -> None:
+def watch_heartbeat_and_drives(subscribe: Callable[[type, str, Callable], Any], monitor: HeartbeatMonitor) -> None:
     """Feed ``monitor`` with the safety heartbeat and with the driver's stops.
+
+    ``subscribe(msg_type, topic, callback)`` subscribes with the topic's graph QoS: a
+    :class:`~rehab_robot.nodes.control_domain.ControlDomain`'s, or :func:`graph_subscriber`'s.
 
     A stop of the drives (``hardware/status`` counts them) is an interruption for every
     node, whatever made the driver stop, even a heartbeat gap only the driver saw: all
@@ -148,8 +151,14 @@ def watch_heartbeat_and_drives(node: Node, monitor: HeartbeatMonitor) -> None:
             monitor.on_drives_stopped(msg.message)
         stops_seen[:] = [stops]
 
-    node.create_subscription(Bool, "safety/heartbeat", on_heartbeat, subscriber_qos("safety/heartbeat"))
-    node.create_subscription(DiagnosticStatus, "hardware/status", on_hardware_status, subscriber_qos("hardware/status"))
+    subscribe(Bool, "safety/heartbeat", on_heartbeat)
+    subscribe(DiagnosticStatus, "hardware/status", on_hardware_status)
+
+
+def graph_subscriber(node: Node) -> Callable[[type, str, Callable], Any]:
+    """Return ``subscribe(msg_type, topic, callback)`` on ``node`` with the topic's graph QoS."""
+    return lambda msg_type, topic, callback: node.create_subscription(msg_type, topic, callback,
+                                                                       subscriber_qos(topic))
 
 
 class DiagnosticsPublisher:
@@ -169,9 +178,11 @@ class DiagnosticsPublisher:
     ) -> None:
         self._node = node
         self._report = report
-        # GIL released during the DDS write: a write that waits for DDS (a tool joining)
-        # must not hold up the node's loop thread.
-        self._publisher = GilFreePublisher(node.create_publisher(DiagnosticArray, "/diagnostics", EVENT_QOS))
+        # Written by a thread of its own, GIL released: a write that waits for DDS (a tool
+        # joining) must hold up neither the node's loop thread nor its executor, which
+        # also serves the control chain's subscriptions.
+        self._publisher = LatestValuePublisher(
+            node.create_publisher(DiagnosticArray, "/diagnostics", EVENT_QOS), "pub_diagnostics")
         self._timer = node.create_timer(period, self.publish)
 
     def publish(self) -> None:
@@ -189,7 +200,7 @@ class DiagnosticsPublisher:
         )
         array = DiagnosticArray(status=[status])
         array.header.stamp = self._node.get_clock().now().to_msg()
-        self._publisher.publish(array)
+        self._publisher.offer(array)
 
 
 class GracefulNode(Node):
@@ -211,7 +222,8 @@ class GracefulNode(Node):
     #: Duration [s] and name of the longest callback so far.
     longest_callback: tuple[float, str] = (0.0, "")
 
-    def _guarded(self, callback: Callable) -> Callable:
+    def guarded(self, callback: Callable) -> Callable:
+        """Return ``callback`` wrapped so that an exception in it ends the node (see below)."""
         # The events executor logs callback exceptions and carries on; a safety node with
         # a broken callback must stop instead (the launcher then stops the graph).
         # The longest callback is reported on /diagnostics: the executor thread holds the
@@ -236,15 +248,15 @@ class GracefulNode(Node):
 
     def create_timer(self, timer_period_sec, callback, *args, **kwargs):
         """Like :meth:`rclpy.node.Node.create_timer`; an exception in ``callback`` ends the node."""
-        return super().create_timer(timer_period_sec, self._guarded(callback), *args, **kwargs)
+        return super().create_timer(timer_period_sec, self.guarded(callback), *args, **kwargs)
 
     def create_subscription(self, msg_type, topic, callback, *args, **kwargs):
         """Like :meth:`rclpy.node.Node.create_subscription`; an exception in ``callback`` ends the node."""
-        return super().create_subscription(msg_type, topic, self._guarded(callback), *args, **kwargs)
+        return super().create_subscription(msg_type, topic, self.guarded(callback), *args, **kwargs)
 
     def create_service(self, srv_type, srv_name, callback, *args, **kwargs):
         """Like :meth:`rclpy.node.Node.create_service`; an exception in ``callback`` ends the node."""
-        return super().create_service(srv_type, srv_name, self._guarded(callback), *args, **kwargs)
+        return super().create_service(srv_type, srv_name, self.guarded(callback), *args, **kwargs)
 
     def on_shutdown_request(self, executor: SingleThreadedExecutor) -> None:
         """Finish work before exit (default: nothing)."""
@@ -382,6 +394,10 @@ def run(node_factory: Callable[[], GracefulNode], args: Optional[list[str]] = No
                 node.get_logger().warning(problem)
         executor = make_executor()
         executor.add_node(node)
+        control = getattr(node, "control_domain", None)
+        if control is not None and control.node is not None:
+            # One executor, one thread for both domains: callbacks keep running one at a time.
+            executor.add_node(control.node)
         while rclpy.ok() and not stop_requested and not node.finished() and node.fatal_error is None:
             try:
                 executor.spin_once(timeout_sec=0.05)
@@ -400,6 +416,9 @@ def run(node_factory: Callable[[], GracefulNode], args: Optional[list[str]] = No
         pass
     finally:
         if node is not None:
+            control = getattr(node, "control_domain", None)
+            if control is not None:
+                control.close()
             node.destroy_node()
         rclpy.try_shutdown()
     return status

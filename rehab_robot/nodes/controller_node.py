@@ -42,10 +42,11 @@ from rehab_robot.errors import ConfigError
 from rehab_robot.model import ArmModel
 from rehab_robot.nodes.common import (
     ERROR, OK, WARN, DiagnosticsPublisher, GracefulNode, ParamSpec, declare_parameters, run, subscriber_qos,
-    topic_qos, watch_heartbeat_and_drives,
+    watch_heartbeat_and_drives,
 )
+from rehab_robot.nodes.control_domain import CONTROL_DOMAIN_PARAMETER, ControlDomain
 from rehab_robot.nodes.conversions import joint_arrays, joint_state_msg, sampled_trajectory
-from rehab_robot.nodes.nonblocking import GilFreePublisher, LatestValuePublisher
+from rehab_robot.nodes.nonblocking import LatestValuePublisher
 from rehab_robot.periodic import PeriodicLoop
 from rehab_robot.safety.gate import HeartbeatMonitor
 
@@ -68,6 +69,7 @@ PARAMETERS = (
               "0.001 to 0.5 rad", lambda v: 0.001 <= v <= 0.5),
     ParamSpec("wrench_timeout", 0.1, "age after which the cuff wrench counts as missing [s]; the interaction "
               "modes then hold", "0.005 to 1 s", lambda v: 0.005 <= v <= 1.0),
+    CONTROL_DOMAIN_PARAMETER,
 )
 
 #: QoS of ``controller/events``: like ``session/events``, plus kept for late joiners (contract B).
@@ -134,17 +136,21 @@ class MotionControllerNode(GracefulNode):
         self._last_position_cycle = -float("inf")
         self._events: list = []
         self._ros_minus_monotonic = 0.0
-        self.command_out = LatestValuePublisher(
-            self.create_publisher(JointState, "joint_commands", topic_qos("joint_commands")), "pub_commands")
-        self.events_pub = GilFreePublisher(self.create_publisher(DiagnosticStatus, "controller/events", EVENTS_QOS))
-        self.create_subscription(JointState, "joint_states", self.on_joint_state, subscriber_qos("joint_states"))
-        self.create_subscription(WrenchStamped, "ft_sensor/wrench", self.on_wrench, subscriber_qos("ft_sensor/wrench"))
+        self.control_domain = ControlDomain(self, p["control_domain"])
+        control = self.control_domain
+        self.command_out = control.publisher(JointState, "joint_commands", "pub_commands")
+        # Events go to the session and the bag (public domain), every one of them, in order.
+        self.events_out = LatestValuePublisher(
+            self.create_publisher(DiagnosticStatus, "controller/events", EVENTS_QOS), "pub_events", keep=100)
+        control.subscribe(JointState, "joint_states", self.on_joint_state)
+        control.subscribe(WrenchStamped, "ft_sensor/wrench", self.on_wrench)
         self.create_subscription(JointTrajectory, "joint_trajectory", self.on_trajectory, subscriber_qos("joint_trajectory"))
-        watch_heartbeat_and_drives(self, self.heartbeat)
+        watch_heartbeat_and_drives(control.subscribe, self.heartbeat)
         self.loop = PeriodicLoop(1.0 / p["interaction_rate"], self.cycle, "interaction_loop")
         self.create_timer(0.1, self.check_loop)
         self.create_timer(0.02, self.publish_events)
         self.diagnostics = DiagnosticsPublisher(self, self.report)
+        self.get_logger().info(f"interaction loop {p['interaction_rate']:.0f} Hz on its own thread; {control.describe()}")
         self.loop.start()
 
     # --- interaction parameters (contract A) ------------------------------------------
@@ -409,7 +415,7 @@ class MotionControllerNode(GracefulNode):
                 values["onset"] = f"{float(values['onset']) + offset:.6f}"
                 values["reaction_latency_ms"] = f"{(event.detected - float(event.values['onset'])) * 1e3:.1f}"
             level = WARN if event.warn else OK
-            self.events_pub.publish(DiagnosticStatus(
+            self.events_out.offer(DiagnosticStatus(
                 level=level, name=event.name, message=event.message, hardware_id="rehab_arm",
                 values=[KeyValue(key=str(k), value=str(v)) for k, v in values.items()]))
             if event.warn:
@@ -428,6 +434,7 @@ class MotionControllerNode(GracefulNode):
                   "bad_joint_states": self.bad_samples["joint_states"],
                   "bad_wrenches": self.bad_samples["ft_sensor/wrench"],
                   "commands_longest_write_ms": f"{self.command_out.longest_write * 1e3:.1f}",
+                  "commands_public_longest_write_ms": f"{self.command_out.public_longest_write * 1e3:.1f}",
                   **self.loop.stats.timing().as_values()}
         if self.measured is None:
             return WARN, "waiting for joint_states", values
@@ -446,6 +453,7 @@ class MotionControllerNode(GracefulNode):
         """Stop the command stream (the driver then holds: commands stop)."""
         self.loop.stop()
         self.command_out.stop()
+        self.events_out.stop()
 
 
 def main(args=None) -> int:

@@ -34,10 +34,9 @@ from rehab_robot.hardware.interface import JointCommand, JointSample
 from rehab_robot.hardware.registry import backend_class, backend_options
 from rehab_robot.nodes.common import (
     ERROR, OK, WARN, DiagnosticsPublisher, GracefulNode, ParamSpec, declare_parameters, non_empty, run,
-    subscriber_qos, topic_qos,
 )
+from rehab_robot.nodes.control_domain import CONTROL_DOMAIN_PARAMETER, ControlDomain
 from rehab_robot.nodes.conversions import joint_arrays, joint_state_msg
-from rehab_robot.nodes.nonblocking import GilFreePublisher, LatestValuePublisher
 from rehab_robot.periodic import PeriodicLoop
 from rehab_robot.safety.gate import MotionGate
 
@@ -58,6 +57,7 @@ PARAMETERS = (
               lambda v: 0.01 <= v <= 0.5),
     ParamSpec("publish_wrench", True, "publish the backend's F/T reading on ft_sensor/wrench (false when "
               "a separate F/T sensor driver publishes it)"),
+    CONTROL_DOMAIN_PARAMETER,
 )
 
 #: QoS of ``exercise/target``: reliable, volatile, the latest target only (contract B).
@@ -109,17 +109,15 @@ class HardwareDriverNode(GracefulNode):
         self._status_sent: Optional[tuple] = None
         self._status_time = 0.0
         self._publish_wrench = p["publish_wrench"]
-        state_pub = self.create_publisher(JointState, "joint_states", topic_qos("joint_states"))
-        wrench_pub = self.create_publisher(WrenchStamped, "ft_sensor/wrench", topic_qos("ft_sensor/wrench"))
-        self.state_out = LatestValuePublisher(state_pub, "pub_states")
-        self.wrench_out = LatestValuePublisher(wrench_pub, "pub_wrench")
-        self.status_pub = GilFreePublisher(
-            self.create_publisher(DiagnosticStatus, "hardware/status", topic_qos("hardware/status"))
-        )
-        self.create_subscription(JointState, "joint_commands", self.on_command, subscriber_qos("joint_commands"))
-        self.create_subscription(Bool, "safety/heartbeat", self.on_heartbeat, subscriber_qos("safety/heartbeat"))
-        self.create_subscription(DiagnosticStatus, "safety/status", self.on_safety_status,
-                                 subscriber_qos("safety/status"))
+        self.control_domain = ControlDomain(self, p["control_domain"])
+        control = self.control_domain
+        self.state_out = control.publisher(JointState, "joint_states", "pub_states")
+        self.wrench_out = control.publisher(WrenchStamped, "ft_sensor/wrench", "pub_wrench")
+        # Every status change counts (a stop, then a fault): kept in order, never skipped.
+        self.status_out = control.publisher(DiagnosticStatus, "hardware/status", "pub_hw_status", keep=10)
+        control.subscribe(JointState, "joint_commands", self.on_command)
+        control.subscribe(Bool, "safety/heartbeat", self.on_heartbeat)
+        control.subscribe(DiagnosticStatus, "safety/status", self.on_safety_status)
         self.bad_targets = 0
         if callable(getattr(self.hardware, "set_patient_target", None)):
             self.create_subscription(JointState, "exercise/target", self.on_exercise_target, EXERCISE_TARGET_QOS)
@@ -130,7 +128,8 @@ class HardwareDriverNode(GracefulNode):
         self.diagnostics = DiagnosticsPublisher(self, self.report)
         self.get_logger().info(
             f"backend {self.backend_name!r} ready, joints {', '.join(self.joint_names)}, "
-            f"loop {p['loop_rate']:.0f} Hz on its own thread, read()+write() budget {budget * 1e3:.2f} ms; "
+            f"loop {p['loop_rate']:.0f} Hz on its own thread, read()+write() budget {budget * 1e3:.2f} ms, "
+            f"{control.describe()}; "
             "holding until the safety supervisor permits motion"
         )
         self.loop.start()
@@ -220,7 +219,7 @@ class HardwareDriverNode(GracefulNode):
         now = time.monotonic()
         if key != self._status_sent or now - self._status_time >= STATUS_REPEAT:
             self._status_sent, self._status_time = key, now
-            self.status_pub.publish(self.hardware_status(status))
+            self.status_out.offer(self.hardware_status(status))
 
     def hardware_status(self, status) -> DiagnosticStatus:
         """Return the ``hardware/status`` message for a driver status snapshot."""
@@ -255,6 +254,8 @@ class HardwareDriverNode(GracefulNode):
             "states_published": self.state_out.published,
             "states_skipped": self.state_out.skipped,
             "states_longest_write_ms": f"{self.state_out.longest_write * 1e3:.1f}",
+            "states_public_longest_write_ms": f"{self.state_out.public_longest_write * 1e3:.1f}",
+            "control_domain": self.control_domain.domain_id if self.control_domain.domain_id is not None else "off",
             "wrench_longest_write_ms": f"{self.wrench_out.longest_write * 1e3:.1f}",
             "gil_free_publishing": self.state_out.gil_free,
             "at_rest": self.driver.last_sample.at_rest if self.driver.last_sample else "unknown",
@@ -278,10 +279,11 @@ class HardwareDriverNode(GracefulNode):
             self.wrench_out.stop()
             self.housekeeping()
             # Said last, so the supervisor knows the state stops on purpose (no warning).
-            self.status_pub.publish(DiagnosticStatus(
+            self.status_out.offer(DiagnosticStatus(
                 level=OK, name="rehab_robot: hardware", message="driver shut down; hardware closed",
                 hardware_id="rehab_arm", values=[KeyValue(key="state", value=DriverState.SHUT_DOWN.value),
                                                  KeyValue(key="backend", value=self.backend_name)]))
+            self.status_out.stop()
 
     def _come_to_rest(self) -> None:
         try:

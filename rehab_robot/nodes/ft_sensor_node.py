@@ -11,8 +11,9 @@ stopped are never published. The safety supervisor treats a stale ``ft_sensor/wr
 as missing state and stops and holds the arm. ``/diagnostics`` says which it is.
 
 The datagrams are received, converted and published on a thread of their own, never on
-the executor. Publishing goes through :class:`GilFreePublisher` (the GIL is released during
-the DDS write), so every healthy record is published as it arrives; if the thread fell
+the executor. Each record is handed to a publisher thread (the GIL is released during the
+DDS write, :mod:`rehab_robot.nodes.control_domain`), so every healthy record is published
+as it arrives, on the control chain's domain and mirrored on the public one; if the thread fell
 behind (a stall), the queued records are all processed (sequence, tare) but only the newest
 ``PUBLISH_BACKLOG`` are published, so that a stall does not leave a queue of old wrenches.
 """
@@ -37,10 +38,9 @@ from rehab_robot.errors import ConfigError
 from rehab_robot.model import ArmModel
 from rehab_robot.nodes.common import (
     ERROR, OK, WARN, DiagnosticsPublisher, GracefulNode, ParamSpec, declare_parameters, non_empty, positive, run,
-    subscriber_qos, topic_qos,
 )
+from rehab_robot.nodes.control_domain import CONTROL_DOMAIN_PARAMETER, ControlDomain
 from rehab_robot.nodes.conversions import joint_arrays
-from rehab_robot.nodes.nonblocking import GilFreePublisher
 from rehab_robot.sensors.netft import (
     CMD_START_REALTIME, CMD_STOP, RDT_PORT, Calibration, NetFTStream, SaturationCheck, encode_request,
 )
@@ -71,6 +71,7 @@ PARAMETERS = (
               "0.005 to 1 s", lambda v: 0.005 <= v <= 1.0),
     ParamSpec("tare_window", 0.1, "averaging window of ft_sensor/tare [s]", "0.001 to 2 s",
               lambda v: 0.001 <= v <= 2.0),
+    CONTROL_DOMAIN_PARAMETER,
 )
 
 #: How often [s] the start request is repeated while no records arrive (sensor rebooted, cable back).
@@ -129,12 +130,12 @@ class FtSensorNode(GracefulNode):
         self._lost_reported = 0
         self._bad_reported = 0
 
-        pub = self.create_publisher(WrenchStamped, "ft_sensor/wrench", topic_qos("ft_sensor/wrench"))
-        self.wrench_out = GilFreePublisher(pub)
+        self.control_domain = ControlDomain(self, p["control_domain"])
+        self.wrench_out = self.control_domain.publisher(WrenchStamped, "ft_sensor/wrench", "pub_wrench",
+                                                        keep=PUBLISH_BACKLOG)
         self.published = 0
         self.superseded = 0
-        self.publish_error = ""
-        self.create_subscription(JointState, "joint_states", self.on_joint_states, subscriber_qos("joint_states"))
+        self.control_domain.subscribe(JointState, "joint_states", self.on_joint_states)
         self.create_service(Trigger, "ft_sensor/tare", self.on_tare)
         self.diagnostics = DiagnosticsPublisher(self, self.report)
         self.create_timer(HOUSEKEEPING_PERIOD, self.housekeeping)
@@ -191,11 +192,8 @@ class FtSensorNode(GracefulNode):
             # After a stall, records older than the newest PUBLISH_BACKLOG are not worth sending.
             self.superseded += max(0, len(batch) - PUBLISH_BACKLOG)
             for wrench in batch[-PUBLISH_BACKLOG:]:
-                try:
-                    self.wrench_out.publish(self._message(wrench))
-                    self.published += 1
-                except RuntimeError as exc:  # reported on diagnostics; the next record tries again
-                    self.publish_error = str(exc)
+                self.wrench_out.offer(self._message(wrench))
+                self.published += 1
 
     def _message(self, wrench: np.ndarray) -> WrenchStamped:
         msg = WrenchStamped()
@@ -281,7 +279,7 @@ class FtSensorNode(GracefulNode):
             "lost_packets_since_last_report": lost_new,
             "wrenches_published": self.published,
             "wrenches_superseded": self.superseded,
-            "last_publish_error": self.publish_error,
+            "last_publish_error": self.wrench_out.error or "",
             "start_requests": self.start_requests,
             "last_socket_error": self.socket_error,
             "orientation_age_s": orientation_age,
@@ -306,6 +304,7 @@ class FtSensorNode(GracefulNode):
         self._thread.join(timeout=1.0)
         self._request(CMD_STOP)
         self.sock.close()
+        self.wrench_out.stop()
 
 
 def main(args=None) -> int:

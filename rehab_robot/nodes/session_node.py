@@ -38,7 +38,7 @@ from rehab_robot.errors import ConfigError
 from rehab_robot.model import ArmModel
 from rehab_robot.nodes.common import (
     ERROR, OK, WARN, DiagnosticsPublisher, GracefulNode, ParamSpec, declare_parameters, non_empty, positive, run,
-    subscriber_qos, topic_qos, watch_heartbeat_and_drives,
+    graph_subscriber, subscriber_qos, topic_qos, watch_heartbeat_and_drives,
 )
 from rehab_robot.nodes.conversions import joint_arrays, trajectory_msg
 from rehab_robot.safety.gate import HeartbeatMonitor
@@ -176,7 +176,7 @@ class SessionManagerNode(GracefulNode):
         self.events_pub = self.create_publisher(DiagnosticStatus, "session/events", topic_qos("session/events"))
         self.create_subscription(JointState, "joint_states", self.on_joint_state, subscriber_qos("joint_states"))
         self.create_subscription(WrenchStamped, "ft_sensor/wrench", self.on_wrench, subscriber_qos("ft_sensor/wrench"))
-        watch_heartbeat_and_drives(self, self.heartbeat)
+        watch_heartbeat_and_drives(graph_subscriber(self), self.heartbeat)
         self.create_subscription(DiagnosticStatus, "safety/status", self.on_safety_status, subscriber_qos("safety/status"))
         self.create_subscription(JointState, "joint_commands", self.on_command, subscriber_qos("joint_commands"))
         if self.protocol.interactive:

@@ -24,10 +24,10 @@ from std_srvs.srv import Trigger
 from rehab_robot.hardware.driver_loop import DriverState
 from rehab_robot.model import ArmModel
 from rehab_robot.nodes.common import (
-    ERROR, OK, WARN, DiagnosticsPublisher, GracefulNode, topic_qos, subscriber_qos, ParamSpec, declare_parameters, positive, run,
+    ERROR, OK, WARN, DiagnosticsPublisher, GracefulNode, ParamSpec, declare_parameters, positive, run,
 )
 from rehab_robot.nodes.conversions import joint_arrays
-from rehab_robot.nodes.nonblocking import LatestValuePublisher
+from rehab_robot.nodes.control_domain import CONTROL_DOMAIN_PARAMETER, ControlDomain
 from rehab_robot.periodic import PeriodicLoop
 from rehab_robot.safety.rules import SafetyLimits, check_state
 from rehab_robot.safety.supervisor import SafetyLatch
@@ -45,6 +45,7 @@ PARAMETERS = (
     ParamSpec("max_interaction_force", 40.0, "cuff force limit without a patient profile [N]", "> 0 N", positive),
     ParamSpec("position_margin", 0.1, "tolerance around the patient's range of motion [rad]", "0 to 0.5 rad",
               lambda v: 0.0 <= v <= 0.5),
+    CONTROL_DOMAIN_PARAMETER,
 )
 
 
@@ -91,16 +92,14 @@ class SafetySupervisorNode(GracefulNode):
         self._changes: list[tuple[bool, str]] = []
         # The latch is fed by callbacks on the executor thread and read by the heartbeat thread.
         self._lock = threading.Lock()
-        self.heartbeat_out = LatestValuePublisher(
-            self.create_publisher(Bool, "safety/heartbeat", topic_qos("safety/heartbeat")), "pub_heartbeat")
-        self.status_out = LatestValuePublisher(
-            self.create_publisher(DiagnosticStatus, "safety/status", topic_qos("safety/status")), "pub_safety",
-            keep=STATUS_QUEUE)
-        self.create_subscription(JointState, "joint_states", self.on_joint_state, subscriber_qos("joint_states"))
-        self.create_subscription(WrenchStamped, "ft_sensor/wrench", self.on_wrench, subscriber_qos("ft_sensor/wrench"))
-        self.create_subscription(JointState, "joint_commands", self.on_command, subscriber_qos("joint_commands"))
-        self.create_subscription(DiagnosticStatus, "hardware/status", self.on_hardware_status,
-                                 subscriber_qos("hardware/status"))
+        self.control_domain = ControlDomain(self, p["control_domain"])
+        control = self.control_domain
+        self.heartbeat_out = control.publisher(Bool, "safety/heartbeat", "pub_heartbeat")
+        self.status_out = control.publisher(DiagnosticStatus, "safety/status", "pub_safety", keep=STATUS_QUEUE)
+        control.subscribe(JointState, "joint_states", self.on_joint_state)
+        control.subscribe(WrenchStamped, "ft_sensor/wrench", self.on_wrench)
+        control.subscribe(JointState, "joint_commands", self.on_command)
+        control.subscribe(DiagnosticStatus, "hardware/status", self.on_hardware_status)
         self.create_service(Trigger, "safety/estop", self.on_estop)
         self.create_service(Trigger, "safety/reset", self.on_reset)
         self.create_timer(0.02, self.housekeeping)
@@ -109,7 +108,7 @@ class SafetySupervisorNode(GracefulNode):
         self.get_logger().info(
             "limits: position [rad] "
             + ", ".join(f"{n} [{lo:.2f}, {hi:.2f}]" for n, lo, hi in zip(self.joint_names, self.limits.lower, self.limits.upper))
-            + f"; cuff force {self.limits.max_interaction_force:.0f} N"
+            + f"; cuff force {self.limits.max_interaction_force:.0f} N; {control.describe()}"
         )
         self.loop.start()
 
@@ -234,6 +233,7 @@ class SafetySupervisorNode(GracefulNode):
             permitted, latched = self.latch.motion_permitted(now), self.latch.latched
             values = {"latched": latched, "causes": "; ".join(self.latch.causes), "reset_requests": self.reset_requests,
                       "heartbeat_longest_write_ms": f"{self.heartbeat_out.longest_write * 1e3:.1f}",
+                      "heartbeat_public_longest_write_ms": f"{self.heartbeat_out.public_longest_write * 1e3:.1f}",
                       **self.loop.stats.timing().as_values()}
             text = self.latch.describe(now)
         if permitted:
