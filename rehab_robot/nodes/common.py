@@ -221,6 +221,9 @@ class GracefulNode(Node):
     fatal_error: Optional[str] = None
     #: Duration [s] and name of the longest callback so far.
     longest_callback: tuple[float, str] = (0.0, "")
+    #: The node's side on the control chain's private DDS domain
+    #: (:class:`~rehab_robot.nodes.control_domain.ControlDomain`); set by the chain's nodes.
+    control_domain = None
 
     def guarded(self, callback: Callable) -> Callable:
         """Return ``callback`` wrapped so that an exception in it ends the node (see below)."""
@@ -394,10 +397,9 @@ def run(node_factory: Callable[[], GracefulNode], args: Optional[list[str]] = No
                 node.get_logger().warning(problem)
         executor = make_executor()
         executor.add_node(node)
-        control = getattr(node, "control_domain", None)
-        if control is not None and control.node is not None:
+        if node.control_domain is not None and node.control_domain.node is not None:
             # One executor, one thread for both domains: callbacks keep running one at a time.
-            executor.add_node(control.node)
+            executor.add_node(node.control_domain.node)
         while rclpy.ok() and not stop_requested and not node.finished() and node.fatal_error is None:
             try:
                 executor.spin_once(timeout_sec=0.05)
@@ -416,9 +418,8 @@ def run(node_factory: Callable[[], GracefulNode], args: Optional[list[str]] = No
         pass
     finally:
         if node is not None:
-            control = getattr(node, "control_domain", None)
-            if control is not None:
-                control.close()
+            if node.control_domain is not None:
+                node.control_domain.close()
             node.destroy_node()
         rclpy.try_shutdown()
     return status
