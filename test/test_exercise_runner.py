@@ -190,6 +190,28 @@ def test_assist_as_needed_adapts_the_gain_and_sets_it_before_each_repetition():
     assert runner.exercise_report()["exercise"]["final_assistance_gain"] == pytest.approx(expected, abs=1e-5)
 
 
+def test_assist_as_needed_applies_the_protocols_error_tolerance():
+    """With error_tolerance above every repetition's tracking error the gain only decays (f^k); the
+    tolerance is subtracted from the error otherwise."""
+    proto = protocol("assist_as_needed", repetitions=3, forgetting_factor=0.5, learning_rate=1.0,
+                     error_tolerance=0.5)
+    runner = make_runner(proto, initial_gain=0.8)
+    calls = run(runner, Patient(speed=0.5))
+    assert runner.state is SessionState.COMPLETED
+    errors = [r["metrics"]["tracking_error"] for r in runner.repetitions]
+    assert all(0.0 < e < 0.5 for e in errors), errors
+    assert [c["assist.gain"] for c in calls] == pytest.approx([0.8, 0.4, 0.2])
+    assert runner.gain == pytest.approx(0.1)
+    # A tolerance below the errors: only the excess is learned.
+    proto = protocol("assist_as_needed", repetitions=2, forgetting_factor=0.5, learning_rate=1.0,
+                     error_tolerance=0.01)
+    runner = make_runner(proto, initial_gain=0.8)
+    calls = run(runner, Patient(speed=0.5))
+    error = runner.repetitions[0]["metrics"]["tracking_error"]
+    assert error > 0.01
+    assert calls[1]["assist.gain"] == pytest.approx(0.4 + (error - 0.01))
+
+
 def test_a_refused_parameter_call_aborts_with_the_controllers_reason():
     proto = protocol("active")
     runner = make_runner(proto)

@@ -728,6 +728,8 @@ def test_every_type_loads_with_its_fields_and_defaults(kind):
         assert protocol.joint == "shoulder_flexion" and protocol.channel_width == 0.03
     if kind == "assist_as_needed":
         assert (protocol.initial_gain, protocol.forgetting_factor, protocol.movement_timeout) == (0.8, 0.9, 10.0)
+        assert protocol.error_tolerance == 0.0, "no tolerance by default: the law of Emken et al. as before"
+        assert parse_typed(typed(kind, error_tolerance=0.06)).error_tolerance == 0.06
     if kind == "isometric":
         assert (protocol.hold_angle, protocol.target_torque, protocol.hold_time) == (1.0, -3.0, 1.0)
 
@@ -750,6 +752,7 @@ def test_shipped_examples_of_every_type_load():
     ("path_guidance", "joint", "elbow_flexion", ["'joint' belongs to type", "not path_guidance"]),
     ("resistive", "assist_deadband", 0.1, ["belongs to type active_assist or assist_as_needed, not resistive"]),
     ("passive_rom", "spasm_reaction", "compliant_hold", ["not passive_rom"]),
+    ("active_assist", "error_tolerance", 0.05, ["field 'error_tolerance' belongs to type assist_as_needed, not active_assist"]),
 ])
 def test_a_field_of_another_type_is_refused_by_name(kind, field, value, fragments):
     document = typed("active", type=kind) if kind == "passive_rom" else typed(kind)
@@ -774,6 +777,11 @@ def test_a_field_of_another_type_is_refused_by_name(kind, field, value, fragment
     ("active_assist", {"assist_max_torque": 12.0}, "assist_max_torque", ["above the max_joint_torque", "10.0 N·m"]),
     ("assist_as_needed", {"forgetting_factor": 0.0}, "forgetting_factor", ["greater than 0"]),
     ("assist_as_needed", {"initial_gain": float("inf")}, "initial_gain", ["out of range"]),
+    ("assist_as_needed", {"error_tolerance": float("nan")}, "error_tolerance", ["finite number"]),
+    ("assist_as_needed", {"error_tolerance": float("inf")}, "error_tolerance", ["out of range"]),
+    ("assist_as_needed", {"error_tolerance": -0.01}, "error_tolerance", ["from 0.0 to 0.5 rad"]),
+    ("assist_as_needed", {"error_tolerance": 0.6}, "error_tolerance", ["from 0.0 to 0.5 rad"]),
+    ("assist_as_needed", {"error_tolerance": "small"}, "error_tolerance", ["number"]),
     ("resistive", {"resistive_damping": 0.0, "resistive_stiffness": 0.0}, "resistive_damping", ["no resistance"]),
     ("resistive", {"resistive_max_torque": 20.0}, "resistive_max_torque", ["above the max_joint_torque"]),
     ("isometric", {"target_torque": 0.0}, "target_torque", ["asks for no effort"]),

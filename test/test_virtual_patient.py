@@ -153,6 +153,8 @@ def test_an_active_patient_changes_the_simulation(robot):
         ({"events": [{"type": "push_out", "time": 1.0, "joint": "elbow_flexion", "direction": "up"}]},
          "events[0].direction"),
         ({"events": [{"type": "stop_trying", "time": 1.0, "torque": 3.0}]}, "events[0].torque"),
+        ({"events": [{"type": "spasm", "time": 1.0, "duration": 1.0, "torque": 5.0, "after": "target"}]},
+         "events[0].after"),
     ],
 )
 def test_bad_settings_are_refused_naming_the_field(settings, field):
@@ -471,6 +473,26 @@ def test_spasm_event_is_a_sudden_contraction_for_its_duration():
     full = (t >= 1.02) & (t < 1.48)
     np.testing.assert_allclose(torque[full], np.tile([-5.0, 0.0, 0.0, 15.0], (full.sum(), 1)))
     assert not torque[t >= 1.5].any()
+
+
+def test_an_event_after_the_first_target_counts_from_that_targets_stamp():
+    """``after: first_target``: no event before any target; then at ``time`` after the first target's stamp
+    (later targets do not move it), while an event of the same time counted from the start comes earlier."""
+    vp = patient(events=[{"type": "spasm", "time": 0.5, "duration": 0.3, "torque": {"elbow_flexion": 10.0},
+                          "after": "first_target"}])
+    t, torque = drive(vp, 3.0)
+    assert not torque.any(), "no target shown: no event"
+    vp.set_target(HOME, 3.2)
+    vp.set_target(np.asarray(HOME) + 0.1, 3.6)
+    t, torque = drive(vp, 2.0, t0=3.0)
+    elbow = torque[:, 3]
+    assert not elbow[t < 3.7].any()
+    full = (t >= 3.72) & (t < 3.98)
+    np.testing.assert_allclose(elbow[full], 10.0)
+    assert not elbow[t >= 4.0].any()
+    start = patient(events=[{"type": "spasm", "time": 0.5, "duration": 0.3, "torque": {"elbow_flexion": 10.0}}])
+    t, torque = drive(start, 1.0)
+    assert torque[(t >= 0.52) & (t < 0.78), 3] == pytest.approx(10.0)
 
 
 def test_spasm_shows_in_the_cuff_force(robot):

@@ -263,43 +263,80 @@ def spasm_reaction(reaction: str = "compliant_hold", latency_cycles: int = 1) ->
 
 
 def assist_as_needed(impairment: float, repetitions: int = 20, gain: float = 1.0,
-                     forgetting_factor: float = 0.8, learning_rate: float = 0.5) -> list[dict]:
-    """active_assist over ``repetitions`` elbow reaches (0.3 <-> 1.3 rad, 1.5 s each way), the
-    gain adapted after each (Emken et al. 2007, :func:`~rehab_robot.control.adaptation.adapt_assistance_gain`).
+                     forgetting_factor: float = 0.8, learning_rate: float = 0.5,
+                     error_tolerance: float = 0.0, strength: float = 10.0, weight_support: float = 0.0,
+                     onset_velocity: float = 0.05, onset_timeout: float = 1.0,
+                     settings: Optional[dict] = None) -> list[dict]:
+    """active_assist over ``repetitions`` elbow reaches (0.3 <-> 1.3 rad), the gain adapted after
+    each (:func:`~rehab_robot.control.adaptation.adapt_assistance_gain`, with ``error_tolerance``).
 
-    The virtual patient reaches for the reference's end with its impairment; no weight
-    support. Per repetition (out and back): ``gain`` used, ``error`` (RMS lag of the elbow
-    behind the reference [rad]), ``robot_work`` and ``patient_work`` (positive mechanical
-    work of the assistance and of the patient's muscles at the elbow [J]), ``robot_share``,
-    ``reached`` (largest elbow angle [rad]).
+    Each movement runs as the session runs it (rehab_robot/session/exercises.py): the target
+    shows to the virtual patient; the minimum-jerk reference (1.5 s for the full 1 rad, from
+    where the elbow is) starts at the patient's *onset*, the elbow moving toward the target
+    faster than ``onset_velocity`` [rad/s], so the patient's reaction time is not counted as
+    lag. A patient who has not started after ``onset_timeout`` [s] gets the reference then
+    (triggered assistance, Kahn et al. 2006). The movement then runs for the reference plus
+    a 0.5 s hold. The tracking error is, as in the session, the RMS of |reference - elbow|
+    from the onset.
+
+    Args:
+        impairment: The virtual patient's impairment, 0 (healthy) .. 1 (no voluntary motion).
+        repetitions: Repetitions (out and back each).
+        gain: Assistance gain of the first repetition.
+        forgetting_factor, learning_rate, error_tolerance: The adaptation law's f, l [1/rad], e_tol [rad].
+        strength: The patient's healthy elbow strength [N·m].
+        weight_support: Share of the limb's weight the controller carries, 0 .. 1.
+        onset_velocity: Elbow speed toward the target [rad/s] that marks the onset.
+        onset_timeout: Time [s] after the target shows at which the reference starts anyway.
+        settings: Other controller settings (ROS names -> values), e.g. ``assist.stiffness``.
+
+    Returns:
+        Per repetition: ``gain`` used, ``error`` [rad], ``robot_work`` and ``patient_work``
+        (positive mechanical work of the assistance and of the patient's muscles at the
+        elbow [J]), ``robot_share``, ``reached`` and ``lowest`` (largest and smallest elbow
+        angle [rad]), ``onset`` (mean time from target to onset [s]).
     """
     from rehab_robot.control.adaptation import adapt_assistance_gain
 
-    # A weak elbow (10 N·m healthy) so that impairment limits the reach: with the default
-    # 45 N·m, half of it still moves the forearm as easily as all of it.
-    patient = {"effort": 1.0, "impairment": impairment, "peak_speed": 1.25, "strength": {"elbow_flexion": 10.0}}
-    loop = ClosedLoop({"mode": "active_assist", "assist.gain": gain, "limb_masses": SIM_LIMB_MASSES},
-                      virtual_patient=patient)
+    # A weak elbow (10 N·m healthy by default) so that impairment limits the reach: with the
+    # default 45 N·m, half of it still moves the forearm as easily as all of it.
+    patient = {"effort": 1.0, "impairment": impairment, "peak_speed": 1.25, "strength": {"elbow_flexion": strength}}
+    loop = ClosedLoop({"mode": "active_assist", "assist.gain": gain, "limb_masses": SIM_LIMB_MASSES,
+                       "weight_support": weight_support, **(settings or {})}, virtual_patient=patient)
     low, high, move, hold = 0.3, 1.3, 1.5, 0.5
     q = loop.arm.read().position
     results = []
     for _ in range(repetitions):
         begin = len(loop.record.t)
-        for a, b in ((low, high), (high, low)):
-            start, end = q.copy(), q.copy()
-            start[3], end[3] = a, b
-            loop.set_reference(start, end, move)
+        lags: list[float] = []
+        onsets: list[float] = []
+        for b in (high, low):
+            end = q.copy()
+            end[3] = b
             loop.arm.set_patient_target(end, loop.now)
-            loop.run(move + hold)
+            shown = loop.now
+            while loop.now - shown < onset_timeout:
+                loop.run(loop.dt)
+                if np.sign(b - loop.record.q[-1][3]) * loop.record.v[-1][3] > onset_velocity:
+                    break
+            onsets.append(loop.now - shown)
+            start = loop.record.q[-1].copy()
+            duration = max(move * abs(b - start[3]) / (high - low), 0.5)
+            loop.set_reference(start, end, duration)
+            mark = len(loop.record.t)
+            loop.run(duration + hold)
+            lags.extend(np.array(loop.record.lag[mark:])[:, 3].tolist())
         rec = loop.record
         v = np.array(rec.v[begin:])[:, 3]
         robot = float(np.maximum(np.array(rec.mode_torque[begin:])[:, 3] * v, 0.0).sum() * loop.dt)
         patient_work = float(np.maximum(np.array(rec.patient_torque[begin:])[:, 3] * v, 0.0).sum() * loop.dt)
-        error = float(np.sqrt(np.mean(np.array(rec.lag[begin:])[:, 3] ** 2)))
+        error = float(np.sqrt(np.mean(np.square(lags))))
+        elbow = np.array(rec.q[begin:])[:, 3]
         results.append({"gain": loop.settings.assist_gain, "error": error, "robot_work": robot,
                         "patient_work": patient_work,
                         "robot_share": robot / (robot + patient_work) if robot + patient_work > 0 else 0.0,
-                        "reached": float(np.array(rec.q[begin:])[:, 3].max())})
+                        "reached": float(elbow.max()), "lowest": float(elbow.min()),
+                        "onset": float(np.mean(onsets))})
         loop.configure({"assist.gain": adapt_assistance_gain(loop.settings.assist_gain, error,
-                                                             forgetting_factor, learning_rate)})
+                                                             forgetting_factor, learning_rate, error_tolerance)})
     return results

@@ -76,6 +76,8 @@ RETARGET_THRESHOLD = 0.05
 _SPASM_RISE = 0.02
 
 _EVENT_TYPES = ("spasm", "stop_trying", "push_out")
+#: What an event's ``time`` counts from: the simulation's start, or the first target the patient is shown.
+_EVENT_CLOCKS = ("start", "first_target")
 _DIRECTIONS = {"both": 0, "positive": 1, "negative": -1}
 
 
@@ -136,7 +138,8 @@ class TremorConfig:
 
 @dataclass(frozen=True)
 class EventConfig:
-    """A scripted event, at ``time`` [s] after the simulation started, for ``duration`` [s].
+    """A scripted event, at ``time`` [s] after the simulation started (or after the first
+    target, see ``after``), for ``duration`` [s].
 
     Attributes:
         type: "spasm" (sudden contraction of ``torque``), "stop_trying" (effort 0)
@@ -148,6 +151,10 @@ class EventConfig:
         joint: Index of the joint that pushes (push_out).
         direction: +1 toward the upper joint limit, -1 toward the lower (push_out).
         effort: Share of the voluntary strength used to push, 0..1 (push_out).
+        after: What ``time`` counts from: ``"start"`` (the simulation's start) or
+            ``"first_target"`` (the stamp of the first target the patient is shown: a
+            whole-graph session, whose start-up time varies, then meets the event at the
+            same point of its exercise; no target, no event).
     """
 
     type: str
@@ -157,6 +164,7 @@ class EventConfig:
     joint: int = 0
     direction: int = 1
     effort: float = 1.0
+    after: str = "start"
 
     def active(self, t: float) -> bool:
         """True while the event lasts at ``t`` [s] after the start."""
@@ -335,6 +343,7 @@ class VirtualPatient:
         self._reflex_limit = list(config.strength)
         self._events = config.events
         self._targets: collections.deque[tuple[float, list[float]]] = collections.deque()
+        self._first_target: float | None = None  # stamp [s] of the first target shown
         # Planned state of the reach (minimum-jerk): position, velocity, acceleration.
         self._x, self._v, self._a = [0.0] * n, [0.0] * n, [0.0] * n
         self._goal: list[float] | None = None  # target the current reach was planned for
@@ -362,6 +371,8 @@ class VirtualPatient:
         if self._targets and stamp == self._targets[-1][0]:
             self._targets.pop()
         self._targets.append((stamp, np.clip(target, self._lower, self._upper).tolist()))
+        if self._first_target is None:
+            self._first_target = stamp
 
     # -- state -------------------------------------------------------------------
 
@@ -386,14 +397,21 @@ class VirtualPatient:
         rel = t - self._t0
         effort = self.config.effort
         push = spasm = None
+        spasm_rel = rel
         for event in self._events:
-            if event.active(rel):
+            if event.after == "start":
+                event_rel = rel
+            elif self._first_target is not None:
+                event_rel = t - self._first_target
+            else:
+                continue
+            if event.active(event_rel):
                 if event.type == "stop_trying":
                     effort = 0.0
                 elif event.type == "push_out":
                     push = event
                 else:
-                    spasm = event
+                    spasm, spasm_rel = event, event_rel
         qs, vs = q.tolist(), v.tolist()
 
         voluntary = [0.0] * n
@@ -430,7 +448,7 @@ class VirtualPatient:
             for i in range(n):
                 involuntary[i] += self._tremor_amp[i] * math.sin(omega * rel + self._tremor_phase[i])
         if spasm is not None:
-            level = _envelope(rel - spasm.time, spasm.duration)
+            level = _envelope(spasm_rel - spasm.time, spasm.duration)
             for i in range(n):
                 involuntary[i] += spasm.torque[i] * level
         self.voluntary[:] = voluntary
@@ -639,9 +657,9 @@ def _event(source: str, where: str, data) -> EventConfig:
         kind = data.get("type") if isinstance(data, Mapping) else None
         raise ConfigError(f"{source}: '{where}.type' = {kind!r}: must be one of {list(_EVENT_TYPES)}")
     kind = data["type"]
-    keys = {"spasm": ("type", "time", "duration", "torque"),
-            "stop_trying": ("type", "time", "duration"),
-            "push_out": ("type", "time", "duration", "joint", "direction", "effort")}[kind]
+    keys = {"spasm": ("type", "time", "duration", "torque", "after"),
+            "stop_trying": ("type", "time", "duration", "after"),
+            "push_out": ("type", "time", "duration", "joint", "direction", "effort", "after")}[kind]
     _mapping(source, data, keys, where)
     if "time" not in data:
         raise ConfigError(f"{source}: '{where}.time' is missing: must be the start [s] after the "
@@ -655,6 +673,11 @@ def _event(source: str, where: str, data) -> EventConfig:
         raise ConfigError(f"{source}: '{where}.duration' = {duration!r}: must be between 0 (excluded) "
                           "and 1e6 s" + ("" if kind == "spasm" else ", or .inf (to the end)"))
     event: dict[str, Any] = {"type": kind, "time": time, "duration": float(duration)}
+    after = data.get("after", "start")
+    if after not in _EVENT_CLOCKS:
+        raise ConfigError(f"{source}: '{where}.after' = {after!r}: must be one of {list(_EVENT_CLOCKS)} "
+                          "(what 'time' counts from)")
+    event["after"] = after
     if kind == "spasm":
         if "torque" not in data:
             raise ConfigError(f"{source}: '{where}.torque' is missing: a spasm must have a torque per joint [N·m]")

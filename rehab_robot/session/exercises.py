@@ -519,7 +519,7 @@ class InteractiveRunner(SessionRunner):
         if self.protocol.type == "assist_as_needed" and self.gain is not None:
             error = metrics["tracking_error"] if metrics["tracking_error"] is not None else 0.0
             self.gain = adapt_assistance_gain(self.gain, error, self.protocol.forgetting_factor,
-                                              self.protocol.learning_rate)
+                                              self.protocol.learning_rate, self.protocol.error_tolerance)
             self.gains.append(self.gain)
             self._configured = False  # the next repetition starts by setting the new gain
             self._gain_only = True

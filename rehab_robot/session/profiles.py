@@ -202,6 +202,7 @@ PROTOCOL_FIELDS: dict[str, dict[str, Any]] = {
     "initial_gain": _number(0.0, 1.0),
     "forgetting_factor": _number(0.0, 1.0, exclusive_low=True),
     "learning_rate": _number(0.0, 100.0, "1/rad"),
+    "error_tolerance": _number(0.0, 0.5, "rad"),
     "resistive_damping": _number(0.0, 50.0, "N·m·s/rad"),
     "resistive_stiffness": _number(0.0, 200.0, "N·m/rad"),
     "resistive_max_torque": _number(0.0, MAX_JOINT_TORQUE_CEILING, "N·m", exclusive_low=True),
@@ -241,7 +242,7 @@ TYPE_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "active_assist": (_COMMON + _MOVING + ("movement_duration",), _INTERACTIVE + _ASSIST[1:]),
     "assist_as_needed": (
         _COMMON + _MOVING + ("movement_duration",),
-        _INTERACTIVE + _ASSIST[1:] + ("initial_gain", "forgetting_factor", "learning_rate"),
+        _INTERACTIVE + _ASSIST[1:] + ("initial_gain", "forgetting_factor", "learning_rate", "error_tolerance"),
     ),
     "resistive": (
         _COMMON + _MOVING,
@@ -272,6 +273,7 @@ PROTOCOL_DEFAULTS: dict[str, Any] = {
     "initial_gain": 1.0,
     "forgetting_factor": 0.9,
     "learning_rate": 2.0,
+    "error_tolerance": 0.0,
     "resistive_damping": 2.0,
     "resistive_stiffness": 0.0,
     "resistive_max_torque": 10.0,
@@ -395,6 +397,7 @@ class ExerciseProtocol:
     initial_gain: float = 1.0
     forgetting_factor: float = 0.9
     learning_rate: float = 2.0
+    error_tolerance: float = 0.0
     resistive_damping: float = 2.0
     resistive_stiffness: float = 0.0
     resistive_max_torque: float = 10.0
