@@ -39,10 +39,11 @@ def test_defaults_are_todays_behaviour_and_the_contract_values():
     s = InteractionSettings.defaults(MODEL.lower, MODEL.upper)
     assert s.mode == "position"
     assert (s.admittance_mass, s.admittance_damping, s.weight_support) == (2.0, 10.0, 0.0)
+    assert s.admittance_max_speed == 10.0  # above the arm's own limits: they apply
     assert s.soft_wall_lower == tuple(MODEL.lower) and s.soft_wall_upper == tuple(MODEL.upper)
     assert (s.assist_gain, s.assist_stiffness, s.assist_deadband, s.assist_max_torque) == (1.0, 40.0, 0.05, 10.0)
     assert (s.spasm_force_threshold, s.spasm_force_rate, s.spasm_reaction) == (30.0, 300.0, "compliant_hold")
-    assert len(InteractionSettings.parameter_names()) == 26
+    assert len(InteractionSettings.parameter_names()) == 27
 
 
 @pytest.mark.parametrize("name, value, words", [
@@ -289,3 +290,25 @@ def test_wall_broken_through_is_a_protective_stop_until_the_mode_is_set():
     c.configure(s, mode_set=True)
     c.step(state(3 * DT, q=Q0), None)
     assert c.reaction == ""
+
+
+def test_the_patients_speed_cap_bounds_the_setpoint_in_the_interaction_modes():
+    """``admittance.max_speed``: a hard push that would drive the setpoint past the cap is
+    followed at the cap at most (the supervisor stops at 1.25 x the patient's cap)."""
+    def peak_speed(**changes) -> float:
+        c = InteractionController(MODEL, settings(), DT)
+        c.step(state(0.0), None)
+        c.configure(settings(mode="active", **changes), mode_set=True)
+        peak = 0.0
+        for k in range(1, 400):
+            cmd = c.step(state(k * DT, q=c.setpoint, wrench=[0.0, 0.0, -40.0, 0.0, 0.0, 0.0]), None)
+            peak = max(peak, float(np.max(np.abs(cmd.velocity))))
+        return peak
+
+    free = peak_speed()
+    capped = peak_speed(admittance__max_speed=0.4)
+    print(f"peak setpoint speed under a 40 N push: {free:.2f} rad/s free, {capped:.3f} rad/s with a 0.4 rad/s cap")
+    assert free > 0.6
+    assert capped <= 0.4 + 1e-9
+    with pytest.raises(ValueError, match=r"'admittance.max_speed' = nan is not allowed; allowed: 0.05 to 10 rad/s"):
+        settings(admittance__max_speed=float("nan"))

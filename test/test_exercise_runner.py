@@ -423,10 +423,11 @@ def test_controller_parameters_of_each_type(kind, keys):
     proto = protocol(kind, **fields)
     cuff = np.array([[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]])
     params = controller_parameters(proto, PATIENT, JOINT_NAMES, JOINT_LIMITS, [0.0, 0.1, 0.0, 1.0], cuff)
-    common = {"mode", "admittance.damping", "weight_support", "limb_masses", "soft_wall.lower", "soft_wall.upper",
-              "spasm.reaction"}
+    common = {"mode", "admittance.damping", "admittance.max_speed", "weight_support", "limb_masses",
+              "soft_wall.lower", "soft_wall.upper", "spasm.reaction"}
     assert set(params) == common | keys
     assert params["mode"] == CONTROLLER_MODES[kind] and params["limb_masses"] == [2.0, 1.6]
+    assert params["admittance.max_speed"] == PATIENT.max_velocity
     assert params["soft_wall.lower"][0] == 0.0 and params["soft_wall.upper"][0] == 1.4  # shoulder ROM
     assert params["soft_wall.lower"][2] == pytest.approx(-0.05)  # held joint: ± 0.05 rad around it
     assert all(isinstance(v, (str, float)) or all(isinstance(x, float) for x in v) for v in params.values())

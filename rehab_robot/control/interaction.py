@@ -83,7 +83,7 @@ class InteractionController:
         self.dt = float(dt)
         self.n = model.nq
         self.limits = CommandLimits(model.lower, model.upper, model.velocity_limit, model.effort_limit)
-        self.admittance = CuffAdmittance(model.lower, model.upper, model.velocity_limit)
+        self.admittance = CuffAdmittance(model.lower, model.upper, self._speed_limit(settings))
         self._viscous = np.array(model.pin_model.damping, dtype=float)
         self._dry = np.array(model.pin_model.friction, dtype=float)
         self.settings = settings
@@ -127,6 +127,7 @@ class InteractionController:
         """
         self.settings = settings
         self.walls = self._walls(settings)
+        self.admittance.velocity_limit = self._speed_limit(settings)
         self.spasm.force_threshold = settings.spasm_force_threshold
         self.spasm.force_rate = settings.spasm_force_rate
         if mode_set:
@@ -199,6 +200,10 @@ class InteractionController:
                                              effort), self.limits)
         self.setpoint = command.position.copy()
         return command
+
+    def _speed_limit(self, settings: InteractionSettings) -> np.ndarray:
+        """Largest joint speed [rad/s] of the admittance setpoint: the arm's limit, and the patient's cap."""
+        return np.minimum(np.asarray(self.model.velocity_limit, dtype=float), settings.admittance_max_speed)
 
     def _admittance_step(self, state, kin, reference, inertia):
         s = self.settings

@@ -47,6 +47,9 @@ _SPECS = (
     _Spec("admittance.mass", "admittance_mass", "virtual mass at the cuff [kg]", "0.5 to 20 kg", _in_range(0.5, 20.0)),
     _Spec("admittance.damping", "admittance_damping", "virtual damping at the cuff [N·s/m]", "2 to 200 N·s/m",
           _in_range(2.0, 200.0)),
+    _Spec("admittance.max_speed", "admittance_max_speed", "largest joint speed of the setpoint in the interaction "
+          "modes [rad/s] (the arm's own limit applies too); the session sets the patient's speed cap",
+          "0.05 to 10 rad/s", _in_range(0.05, 10.0)),
     _Spec("weight_support", "weight_support", "fraction of the patient's limb weight compensated", "0 to 1",
           _in_range(0.0, 1.0)),
     _Spec("limb_masses", "limb_masses", "patient's upper arm and forearm+hand masses [kg]",
@@ -111,6 +114,7 @@ class InteractionSettings:
     mode: str
     admittance_mass: float
     admittance_damping: float
+    admittance_max_speed: float
     weight_support: float
     limb_masses: tuple[float, float]
     soft_wall_lower: tuple[float, ...]
@@ -143,7 +147,8 @@ class InteractionSettings:
         """Return today's behaviour (``position`` mode) with soft walls at the URDF limits [rad]."""
         lower, upper = tuple(float(x) for x in lower), tuple(float(x) for x in upper)
         return cls(
-            mode="position", admittance_mass=2.0, admittance_damping=10.0, weight_support=0.0,
+            mode="position", admittance_mass=2.0, admittance_damping=10.0, admittance_max_speed=10.0,
+            weight_support=0.0,
             limb_masses=(0.0, 0.0), soft_wall_lower=lower, soft_wall_upper=upper, soft_wall_stiffness=50.0,
             soft_wall_damping=5.0, soft_wall_torque_limit=15.0, assist_gain=1.0, assist_stiffness=40.0,
             assist_damping=4.0, assist_deadband=0.05, assist_max_torque=10.0, resistive_damping=2.0,

@@ -91,6 +91,9 @@ def controller_parameters(protocol, patient, joint_names: Sequence[str], joint_l
     params: dict[str, Any] = {
         "mode": CONTROLLER_MODES[protocol.type],
         "admittance.damping": float(protocol.admittance_damping),
+        # The patient's speed cap, which the supervisor enforces (with its margin): a limb
+        # that drops or a push that the admittance follows stays below it, never a stop.
+        "admittance.max_speed": float(patient.max_velocity),
         "weight_support": float(protocol.weight_support),
         "limb_masses": [float(m) for m in patient.limb_masses],
         "soft_wall.lower": lower,
