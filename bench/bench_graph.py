@@ -124,16 +124,20 @@ def summary(values: list[float]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=5)
+    parser.add_argument("--control-domain", default="auto",
+                        help="the chain's control_domain, as `rehab-robot run` gives it (auto) or public")
     args = parser.parse_args()
+    chain = {"control_domain": args.control_domain}
     domain = 100 + os.getpid() % 50
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         (tmp / "bench.yaml").write_text(PROTOCOL)
         patient = str(resources.example_patient())
         nodes = {
-            "driver": NodeProcess("driver_node", "hardware_driver", {"hardware": "sim"}, domain, tmp),
-            "supervisor": NodeProcess("supervisor_node", "safety_supervisor", {"patient": patient}, domain, tmp),
-            "controller": NodeProcess("controller_node", "motion_controller", {}, domain, tmp),
+            "driver": NodeProcess("driver_node", "hardware_driver", {"hardware": "sim", **chain}, domain, tmp),
+            "supervisor": NodeProcess("supervisor_node", "safety_supervisor", {"patient": patient, **chain},
+                                      domain, tmp),
+            "controller": NodeProcess("controller_node", "motion_controller", chain, domain, tmp),
             "session": NodeProcess("session_node", "session_manager", {
                 "patient": patient, "protocol": str(tmp / "bench.yaml"),
                 "session_dir": str(tmp / "session"), "autostart": True, "pause_timeout": 600.0}, domain, tmp),
@@ -170,7 +174,7 @@ def main() -> int:
             def restart_supervisor():
                 nodes["supervisor"].stop()
                 nodes["supervisor"] = NodeProcess("supervisor_node", "safety_supervisor",
-                                                  {"patient": patient}, domain, tmp)
+                                                  {"patient": patient, **chain}, domain, tmp)
 
             for _ in range(args.trials):
                 trial(lambda: probe.call("safety/estop"), estop)

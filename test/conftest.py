@@ -118,3 +118,30 @@ def call_trigger(node, service: str, timeout: float = 5.0):
         time.sleep(0.01)
     assert future.done(), f"service {service} did not answer within {timeout} s"
     return future.result()
+
+
+def run_rehab_robot(arguments, domain_id: int, timeout: float, kill=None) -> tuple[int, str]:
+    """Run ``rehab-robot ARGUMENTS`` (the launcher, real node processes) in ``domain_id``.
+
+    ``kill(process)``, if given, is called once the launcher runs. On time-out [s] the
+    launcher gets SIGINT and the test fails with the tail of its output.
+    Returns (exit status, output).
+    """
+    import signal
+    import subprocess
+    import sys
+
+    from rehab_robot.ros_env import localhost_env
+
+    process = subprocess.Popen([sys.executable, "-m", "rehab_robot.launcher", *arguments],
+                               env=localhost_env(domain_id), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
+    if kill is not None:
+        kill(process)
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=30)
+        pytest.fail(f"rehab-robot {arguments[0]} did not finish in {timeout} s:\n{output[-5000:]}")
+    return process.returncode, output

@@ -8,9 +8,6 @@ them. The tests read what a researcher gets: the report and the bag.
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import jsonschema
@@ -19,8 +16,8 @@ import pytest
 import yaml
 from rosbags.highlevel import AnyReader
 
+from conftest import run_rehab_robot
 from rehab_robot import resources
-from rehab_robot.ros_env import localhost_env
 
 REPO = Path(__file__).resolve().parent.parent
 REPORT_SCHEMA = json.loads((REPO / "docs" / "report.schema.json").read_text())
@@ -50,18 +47,11 @@ def shipped_protocol(tmp_path: Path, name: str, **changes) -> tuple[Path, dict]:
 
 def run(tmp_path: Path, domain_id: int, protocol: Path, options: str, timeout: float = 60.0):
     """Run `rehab-robot run`; return (exit status, output, session folder)."""
-    args = [sys.executable, "-m", "rehab_robot.launcher", "run", f"patient:={resources.example_patient()}",
-            f"protocol:={protocol}", f"output_dir:={tmp_path / 'sessions'}", "session_id:=it",
-            f"hardware_options:={options}"]
-    process = subprocess.Popen(args, env=localhost_env(domain_id), stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
-    try:
-        output, _ = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.send_signal(signal.SIGINT)
-        output, _ = process.communicate(timeout=30)
-        pytest.fail(f"rehab-robot run did not finish in {timeout} s:\n{output[-5000:]}")
-    return process.returncode, output, tmp_path / "sessions" / "it"
+    status, output = run_rehab_robot(
+        ["run", f"patient:={resources.example_patient()}", f"protocol:={protocol}",
+         f"output_dir:={tmp_path / 'sessions'}", "session_id:=it", f"hardware_options:={options}"],
+        domain_id, timeout)
+    return status, output, tmp_path / "sessions" / "it"
 
 
 def completed_report(status: int, output: str, session: Path) -> dict:

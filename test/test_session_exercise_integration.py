@@ -13,9 +13,6 @@ with the controller's reason: the tests then fail naming it (the first assertion
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import jsonschema
@@ -24,8 +21,8 @@ import pytest
 from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import JointState
 
+from conftest import run_rehab_robot
 from rehab_robot import resources
-from rehab_robot.ros_env import localhost_env
 from test_session_integration import read_bag
 
 REPORT_SCHEMA = json.loads((Path(__file__).resolve().parent.parent / "docs" / "report.schema.json").read_text())
@@ -66,20 +63,11 @@ def run_exercise(tmp_path: Path, domain_id: int, protocol_text: str, timeout: fl
     """Run `rehab-robot run` on ``protocol_text`` with the virtual patient; return (status, output, folder)."""
     protocol = tmp_path / "protocol.yaml"
     protocol.write_text(protocol_text)
-    args = [
-        sys.executable, "-m", "rehab_robot.launcher", "run",
-        f"patient:={resources.example_patient()}", f"protocol:={protocol}",
-        f"output_dir:={tmp_path / 'sessions'}", "session_id:=it", f"hardware_options:={PATIENT_OPTIONS}",
-    ]
-    process = subprocess.Popen(args, env=localhost_env(domain_id), stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
-    try:
-        output, _ = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.send_signal(signal.SIGINT)
-        output, _ = process.communicate(timeout=30)
-        pytest.fail(f"rehab-robot run did not finish in {timeout} s:\n{output[-5000:]}")
-    return process.returncode, output, tmp_path / "sessions" / "it"
+    status, output = run_rehab_robot(
+        ["run", f"patient:={resources.example_patient()}", f"protocol:={protocol}",
+         f"output_dir:={tmp_path / 'sessions'}", "session_id:=it", f"hardware_options:={PATIENT_OPTIONS}"],
+        domain_id, timeout)
+    return status, output, tmp_path / "sessions" / "it"
 
 
 def test_active_assist_session_with_the_virtual_patient(tmp_path, domain_id):

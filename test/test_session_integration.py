@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -23,8 +21,8 @@ from rclpy.serialization import deserialize_message
 from rosbags.highlevel import AnyReader
 from sensor_msgs.msg import JointState
 
+from conftest import run_rehab_robot
 from rehab_robot import JOINT_NAMES, resources
-from rehab_robot.ros_env import localhost_env
 
 REPORT_SCHEMA = json.loads((Path(__file__).resolve().parent.parent / "docs" / "report.schema.json").read_text())
 
@@ -47,23 +45,10 @@ def run_session(tmp_path: Path, domain_id: int, *extra: str, timeout: float = 12
     """Run `rehab-robot run` on the short protocol; return (exit status, output, session folder)."""
     protocol = tmp_path / "short.yaml"
     protocol.write_text(SHORT_PROTOCOL)
-    args = [
-        sys.executable, "-m", "rehab_robot.launcher", "run",
-        f"patient:={resources.example_patient()}", f"protocol:={protocol}",
-        f"output_dir:={tmp_path / 'sessions'}", "session_id:=it", *extra,
-    ]
-    process = subprocess.Popen(
-        args, env=localhost_env(domain_id), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    if kill is not None:
-        kill(process)
-    try:
-        output, _ = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.send_signal(signal.SIGINT)
-        output, _ = process.communicate(timeout=30)
-        pytest.fail(f"rehab-robot run did not finish in {timeout} s:\n{output[-5000:]}")
-    return process.returncode, output, tmp_path / "sessions" / "it"
+    status, output = run_rehab_robot(
+        ["run", f"patient:={resources.example_patient()}", f"protocol:={protocol}",
+         f"output_dir:={tmp_path / 'sessions'}", "session_id:=it", *extra], domain_id, timeout, kill)
+    return status, output, tmp_path / "sessions" / "it"
 
 
 def read_bag(path: Path) -> dict[str, list[tuple[int, bytes]]]:
