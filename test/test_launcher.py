@@ -571,3 +571,11 @@ def test_graph_and_backends_commands():
     done = cli("backends")
     listed = [line.split()[0] for line in done.stdout.splitlines() if line.strip()]
     assert done.returncode == 0 and {"sim", "sim_faults"} <= set(listed) and listed == sorted(listed)
+
+
+def test_history_dir_reaches_the_session_manager(fake_nodes):
+    """``history_dir:=DIR`` is the session manager's history folder; empty (default) means <output_dir>/history."""
+    plan = launcher.plan_session({"output_dir": str(fake_nodes / "out"), "history_dir": "/clinic/history"})
+    assert plan.parameters["session_manager"]["history_dir"] == "/clinic/history"
+    plan = launcher.plan_session({"output_dir": str(fake_nodes / "out2")})
+    assert plan.parameters["session_manager"]["history_dir"] == ""
