@@ -255,7 +255,7 @@ class HardwareDriverNode(GracefulNode):
             "states_skipped": self.state_out.skipped,
             "states_longest_write_ms": f"{self.state_out.longest_write * 1e3:.1f}",
             "states_public_longest_write_ms": f"{self.state_out.public_longest_write * 1e3:.1f}",
-            "control_domain": self.control_domain.domain_id if self.control_domain.domain_id is not None else "off",
+            "control_domain": "public" if self.control_domain.domain_id is None else self.control_domain.domain_id,
             "wrench_longest_write_ms": f"{self.wrench_out.longest_write * 1e3:.1f}",
             "gil_free_publishing": self.state_out.gil_free,
             "at_rest": self.driver.last_sample.at_rest if self.driver.last_sample else "unknown",
