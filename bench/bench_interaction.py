@@ -61,24 +61,35 @@ AAN_LAW = {"forgetting_factor": 0.8, "learning_rate": 2.0, "error_tolerance": 0.
 AAN_STRENGTH = 5.0  # N·m, the healthy elbow: at impairment 0.5 the patient needs some help against gravity
 
 
+#: The patient of the impairment 0.5 scenario who learns: starts at 30 % effort and tries harder
+#: after each miss (docs/virtual-patient.md, ``learning``).
+AAN_LEARNER = {"effort": 0.3, "learning": {"rate": 0.2}}
+
+
 def assist_as_needed(repetitions: int) -> None:
     law = AAN_LAW
-    print(f"-- assist-as-needed: active_assist, elbow 0.3 <-> 1.3 rad, reference from the patient's onset, "
-          f"{repetitions} repetitions, healthy elbow strength {AAN_STRENGTH:g} N·m, "
-          f"g <- clip({law['forgetting_factor']:g} g + {law['learning_rate']:g} max(0, e - "
-          f"{law['error_tolerance']:g}), 0, 1)")
-    carried = {"weight_support": 1.0, "settings": {"assist.stiffness": 200.0, "assist.deadband": 0.02}}
-    for impairment, extra in ((0.5, {}), (0.0, {}), (1.0, {}), (1.0, carried)):
+    print(f"-- assist-as-needed: active_assist, elbow 0.3 <-> 1.3 rad, reference from the patient's onset "
+          f"(or 1 s after the target showed), {repetitions} repetitions, healthy elbow strength "
+          f"{AAN_STRENGTH:g} N·m, g <- clip({law['forgetting_factor']:g} g + {law['learning_rate']:g} max(0, e - "
+          f"{law['error_tolerance']:g}), 0, 1); default assist settings (stiffness 100 N·m/rad, deadband 0.05 rad)")
+    scenarios = (
+        (0.5, "a patient who learns (effort 0.3 at first, learning rate 0.2 1/rad), no weight support",
+         {"patient": AAN_LEARNER}),
+        (0.5, "a patient who does not learn (effort 1), no weight support", {}),
+        (0.0, "no weight support", {}),
+        (1.0, "weight support 1", {"weight_support": 1.0}),
+        (1.0, "no weight support", {}),
+    )
+    for impairment, label, extra in scenarios:
         results = closed_loop.assist_as_needed(impairment, repetitions=repetitions, strength=AAN_STRENGTH,
                                                **extra, **law)
-        print(f"impairment {impairment:g}, " + (
-            "weight support 1, assist.stiffness 200 N·m/rad, assist.deadband 0.02 rad:" if extra else
-            "no weight support, assist.stiffness 40 N·m/rad, assist.deadband 0.05 rad (defaults):"))
+        print(f"impairment {impairment:g}, {label}:")
         print(f"  {'rep':>3} {'gain':>6} {'error rad':>9} {'robot share':>11} {'robot J':>8} {'patient J':>9} "
-              f"{'elbow min..max rad':>19} {'onset s':>7}")
+              f"{'elbow min..max rad':>19} {'onset s':>7} {'effort':>6}")
         for k, r in enumerate(results):
             print(f"  {k + 1:3d} {r['gain']:6.3f} {r['error']:9.3f} {r['robot_share']:11.3f} {r['robot_work']:8.3f} "
-                  f"{r['patient_work']:9.3f} {r['lowest']:9.3f}..{r['reached']:.3f} {r['onset']:7.3f}")
+                  f"{r['patient_work']:9.3f} {r['lowest']:9.3f}..{r['reached']:.3f} {r['onset']:7.3f} "
+                  f"{r['effort']:6.2f}")
         n = min(5, len(results) // 2) or 1
         for name in ("gain", "error", "robot_share"):
             first = np.mean([r[name] for r in results[:n]])

@@ -47,16 +47,30 @@ def test_spasm_is_detected_and_answered_within_50_ms(reaction):
 def test_assist_as_needed_gain_decays_for_a_healthy_patient_and_carries_a_paralysed_one():
     """With the error tolerance above a healthy patient's tracking error (reference from the onset, as
     the session does), the gain decays geometrically (f^k) and the robot's share of the work with it;
-    a patient without voluntary motion keeps full assistance and is carried through the range."""
+    a patient without voluntary motion is carried through the range."""
     law = {"forgetting_factor": 0.8, "learning_rate": 2.0, "error_tolerance": 0.06}
-    healthy = closed_loop.assist_as_needed(0.0, repetitions=3, strength=5.0, **law)
-    assert all(r["error"] < 0.06 for r in healthy[1:]), healthy
-    assert healthy[0]["gain"] == 1.0 > healthy[1]["gain"]
-    assert healthy[2]["gain"] == pytest.approx(0.8 * healthy[1]["gain"]), "within the tolerance: f g"
-    assert healthy[2]["robot_share"] < healthy[1]["robot_share"] < 0.05
+    healthy = closed_loop.assist_as_needed(0.0, repetitions=4, strength=5.0, **law)
+    assert all(r["error"] < 0.06 for r in healthy[2:]), healthy
+    assert healthy[0]["gain"] == 1.0 > healthy[1]["gain"] > healthy[2]["gain"]
+    assert healthy[3]["gain"] == pytest.approx(0.8 * healthy[2]["gain"]), "within the tolerance: f g"
+    assert healthy[3]["robot_share"] < healthy[2]["robot_share"] < healthy[1]["robot_share"] < 0.1
     assert all(r["patient_work"] > 2.0 for r in healthy)
-    paralysed = closed_loop.assist_as_needed(1.0, repetitions=2, strength=5.0, weight_support=1.0,
-                                             settings={"assist.stiffness": 200.0, "assist.deadband": 0.02}, **law)
-    assert paralysed[1]["gain"] == 1.0, "a large error keeps full assistance"
-    assert paralysed[1]["patient_work"] == 0.0
-    assert paralysed[1]["reached"] > 1.3 - 0.03 and paralysed[1]["lowest"] < 0.3 + 0.03, "carried through 0.3 .. 1.3"
+    # No voluntary motion: the reference starts at the onset timeout and the pull, whose
+    # deadband closes at the end, carries the limb (weight supported, default assist settings)
+    # to within the session's target tolerance (0.05 rad) of both ends.
+    paralysed = closed_loop.assist_as_needed(1.0, repetitions=2, strength=5.0, weight_support=1.0, **law)
+    assert all(r["patient_work"] == 0.0 and r["robot_share"] == 1.0 for r in paralysed)
+    assert all(r["reached"] > 1.3 - 0.05 and r["lowest"] < 0.3 + 0.05 for r in paralysed), paralysed
+
+
+def test_assist_as_needed_error_and_robot_share_fall_for_a_patient_who_learns():
+    """Impairment 0.5, a patient who starts at 30 % effort and tries harder after each miss
+    (virtual patient ``learning``): the tracking error and the robot's share of the work both
+    fall over the repetitions, and so does the gain."""
+    law = {"forgetting_factor": 0.8, "learning_rate": 2.0, "error_tolerance": 0.06}
+    results = closed_loop.assist_as_needed(0.5, repetitions=6, strength=5.0,
+                                           patient={"effort": 0.3, "learning": {"rate": 0.3}}, **law)
+    for name in ("error", "robot_share", "gain"):
+        series = [r[name] for r in results]
+        assert all(a > b for a, b in zip(series, series[1:])), (name, series)
+    assert results[-1]["effort"] > results[0]["effort"] + 0.2

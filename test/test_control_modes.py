@@ -41,9 +41,10 @@ def test_defaults_are_todays_behaviour_and_the_contract_values():
     assert (s.admittance_mass, s.admittance_damping, s.weight_support) == (2.0, 10.0, 0.0)
     assert s.admittance_max_speed == 10.0  # above the arm's own limits: they apply
     assert s.soft_wall_lower == tuple(MODEL.lower) and s.soft_wall_upper == tuple(MODEL.upper)
-    assert (s.assist_gain, s.assist_stiffness, s.assist_deadband, s.assist_max_torque) == (1.0, 40.0, 0.05, 10.0)
+    assert (s.assist_gain, s.assist_stiffness, s.assist_deadband, s.assist_max_torque) == (1.0, 100.0, 0.05, 10.0)
     assert (s.spasm_force_threshold, s.spasm_force_rate, s.spasm_reaction) == (30.0, 300.0, "compliant_hold")
-    assert len(InteractionSettings.parameter_names()) == 27
+    assert s.assist_onset_timeout == 1.0
+    assert len(InteractionSettings.parameter_names()) == 28
 
 
 @pytest.mark.parametrize("name, value, words", [
@@ -237,12 +238,36 @@ def test_assistance_waits_for_onset_respects_deadband_and_is_bounded():
     mode.effort(moving, kin, np.zeros(4), reference(0.6, Q0, end))
     effort = mode.effort(state(t=1.0, v=[0, 0, 0, 0.2]), kin, np.zeros(4), reference(1.0, Q0, end))
     assert effort.torque[3] == pytest.approx(5.0) and np.all(effort.torque[:3] == 0.0)
-    # Within the deadband of the reference: nothing.
-    near = Q0 + np.array([0.0, 0.0, 0.0, 0.98])
-    assert not np.any(mode.effort(state(t=1.1, q=near), kin, np.zeros(4), reference(1.1, Q0, end)).torque)
+    # Within the deadband of the reference, early in it (still 0.045 rad wide): nothing.
+    early = reference(0.25, Q0, end).position
+    near = early - np.array([0.0, 0.0, 0.0, 0.04])
+    assert not np.any(mode.effort(state(t=1.1, q=near), kin, np.zeros(4), reference(0.25, Q0, end)).torque)
+    # The deadband closes as the reference arrives: at its end, the same lag is pulled in.
+    near_end = end - np.array([0.0, 0.0, 0.0, 0.04])
+    effort = mode.effort(state(t=1.2, q=near_end), kin, np.zeros(4), reference(1.05, Q0, end))
+    assert effort.torque[3] == pytest.approx(s.assist_stiffness * 0.04, rel=1e-6)
     # Ahead of the reference: never held back.
     ahead = Q0 + np.array([0.0, 0.0, 0.0, 0.9])
     assert not np.any(mode.effort(state(t=0.3, q=ahead), kin, np.zeros(4), reference(0.3, Q0, end)).torque)
+
+
+@pytest.mark.parametrize("onset_timeout", [0.0, 1.0])
+def test_assistance_of_a_patient_who_does_not_start_begins_after_assist_onset_timeout(onset_timeout):
+    """Triggered assistance: a still patient is pulled after assist.onset_timeout; 0 (set by a
+    session that starts the reference at the onset itself) pulls from the reference's start."""
+    c = InteractionController(MODEL, settings(mode="active_assist", assist__onset_timeout=onset_timeout), DT)
+    mode = c.mode
+    end = Q0 + np.array([0.0, 0.0, 0.0, 1.0])
+    mode.reset(state(), Q0, None)
+    kin = CuffKinematics.at(MODEL, Q0)
+    pulls = []
+    for k in range(int(1.5 / DT)):
+        t = k * DT
+        pulls.append(mode.effort(state(t=t), kin, np.zeros(4), reference(t, Q0, end, 2.0)).torque[3])
+    first = next(k for k, pull in enumerate(pulls) if pull > 0.0) * DT
+    # The pull starts once the lag passes the deadband (0.05 rad, about 0.35 s into this
+    # reference) or at the timeout, whichever is later.
+    assert first == pytest.approx(max(onset_timeout, 0.35), abs=0.05), first
 
 
 def test_onset_resets_on_re_enable():

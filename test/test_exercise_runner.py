@@ -154,6 +154,29 @@ def test_assisted_types_send_the_reference_at_onset():
     assert first.duration == pytest.approx(1.5, abs=0.2)
 
 
+def test_a_patient_who_does_not_start_gets_the_reference_after_onset_timeout():
+    """Triggered assistance: without an onset, the reference starts onset_timeout after the target
+    showed, from where the joint is; the controller is told not to wait for an onset of its own."""
+    proto = protocol("active_assist", onset_timeout=0.5, movement_timeout=3.0)
+    runner = make_runner(proto)
+    patient = Patient(moves=False)
+    shown = []
+
+    def watch(now, runner, patient):
+        target = runner.target_position()
+        if target is not None and (not shown or not np.allclose(shown[-1][1], target)):
+            shown.append((now, target.copy()))
+
+    calls = run(runner, patient, on_tick=watch, until=30.0)
+    assert all(c["assist.onset_timeout"] == 0.0 for c in calls if "assist.onset_timeout" in c), calls
+    references = [(now, segment) for now, step, segment in patient.motions if step > 0]
+    assert len(references) >= 2, references
+    for now, segment in references[:2]:
+        since = max(t for t, _ in shown if t <= now)
+        assert now - since == pytest.approx(0.5, abs=3 * DT), (now, since)
+        assert segment.sample(0.0)[0][0] == pytest.approx(patient.q[3], abs=1e-9), "from where the joint is"
+
+
 def test_a_patient_who_does_not_move_does_not_hang_the_session():
     """Each movement times out, is recorded as not reached, and the session ends on its own."""
     proto = protocol("active", movement_timeout=2.0)
@@ -409,8 +432,9 @@ def test_the_mode_is_set_only_once_the_arm_is_at_rest():
 
 @pytest.mark.parametrize("kind, keys", [
     ("active", set()),
-    ("active_assist", {"assist.gain", "assist.stiffness", "assist.deadband", "assist.max_torque"}),
-    ("assist_as_needed", {"assist.gain", "assist.stiffness", "assist.deadband", "assist.max_torque"}),
+    ("active_assist", {"assist.gain", "assist.stiffness", "assist.deadband", "assist.max_torque", "assist.onset_timeout"}),
+    ("assist_as_needed", {"assist.gain", "assist.stiffness", "assist.deadband", "assist.max_torque",
+                          "assist.onset_timeout"}),
     ("resistive", {"resistive.damping", "resistive.stiffness", "resistive.max_torque"}),
     ("isometric", set()),
     ("path_guidance", {"path_guidance.waypoints", "path_guidance.width", "path_guidance.stiffness"}),

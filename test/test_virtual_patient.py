@@ -139,6 +139,10 @@ def test_an_active_patient_changes_the_simulation(robot):
         ({"fatigue": {"per_reach": 1.0}}, "fatigue.per_reach"),
         ({"fatigue": {"work_constant": -1.0}}, "fatigue.work_constant"),
         ({"fatigue": {"floor": 2.0}}, "fatigue.floor"),
+        ({"learning": {"rate": -0.1}}, "learning.rate"),
+        ({"learning": {"retention": 0.0}}, "learning.retention"),
+        ({"learning": {"retention": 1.5}}, "learning.retention"),
+        ({"learning": {"speed": 1.0}}, "learning.speed"),
         ({"tremor": {"frequency": 50.0}}, "tremor.frequency"),
         ({"tremor": {"amplitude": [1, 2, 3]}}, "tremor.amplitude"),
         ({"events": {"type": "spasm"}}, "events"),
@@ -430,6 +434,37 @@ def test_fatigue_over_reaches_lowers_the_strength():
     assert saturated[-1] == pytest.approx(DEFAULT_STRENGTH[0] * vp.fatigue_factor, rel=0.02)
 
 
+@pytest.mark.parametrize("retention", [1.0, 0.5])
+def test_learning_adapts_the_effort_after_each_reach_from_the_patients_own_error(retention):
+    """effort[k+1] = clip(retention effort[k] + rate e[k], 0, 1), e[k] the RMS gap between the
+    planned reach and the limb (here held still, so every reach has an error)."""
+    vp = patient(effort=0.2, reaction_delay=0.0, learning={"rate": 0.5, "retention": retention})
+    targets = [HOME + [0.0, 0.0, 0.0, 0.6], HOME]
+    efforts = [vp.effort]
+    for k in range(5):
+        vp.set_target(targets[k % 2], 2.0 * k)
+        drive(vp, 2.0, q=HOME, t0=2.0 * k)
+        efforts.append(vp.effort)
+    # A reach is scored when the next one starts: four scored reaches after five targets.
+    errors = vp.reach_errors
+    assert len(errors) == 4 and all(e > 0.0 for e in errors[::2]), errors
+    expected = [0.2]
+    for error in errors:
+        expected.append(min(1.0, max(0.0, retention * expected[-1] + 0.5 * error)))
+    assert efforts[1:] == pytest.approx(expected, rel=1e-9), (efforts, expected)
+    # Missing a reach 0.6 rad away makes the patient try harder; the reach back toward where
+    # the limb is has a smaller error, and a patient with a retention below 1 eases off.
+    assert efforts[2] > efforts[1]
+    assert (efforts[3] < efforts[2]) == (retention < 1.0)
+
+
+def test_a_passive_patient_with_learning_stays_passive():
+    config = VirtualPatientConfig.from_mapping({"learning": {"rate": 1.0}})
+    assert config.passive and config.max_damping.max() == 0.0
+    learning = VirtualPatientConfig.from_mapping({"effort": 0.2, "learning": {"rate": 1.0}})
+    assert learning.max_damping == pytest.approx(np.asarray(learning.damping)), "its effort may reach 1"
+
+
 def test_fatigue_with_work(robot):
     """With work-based fatigue the strength falls as the patient does positive work
     moving the arm, and not while it pushes against a held arm (no work)."""
@@ -585,14 +620,14 @@ def test_tremor_and_spasm_make_the_simulated_reach_less_smooth(robot):
 
 def test_diagnostics_show_an_active_patient_only():
     """A passive patient adds no diagnostics (as before); an active one reports its
-    reaches, strength left and work."""
+    reaches, strength left, work and effort."""
     assert make_arm()[0].diagnostics() == {}
     assert make_arm(virtual_patient={})[0].diagnostics() == {}
     arm, clock = make_arm(virtual_patient={"effort": 1.0, "reaction_delay": 0.0, "fatigue": {"per_reach": 0.5}})
     arm.set_patient_target(HOME + 0.3, 0.0)
     run(arm, clock, 0.1)
     assert arm.diagnostics() == {"virtual_patient_reaches": "1", "virtual_patient_strength_left": "65 %",
-                                 "virtual_patient_work": "0.0 J"}
+                                 "virtual_patient_work": "0.0 J", "virtual_patient_effort": "1.00"}
 
 
 def test_virtual_patient_does_not_import_rclpy():

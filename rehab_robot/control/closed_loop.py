@@ -266,7 +266,7 @@ def assist_as_needed(impairment: float, repetitions: int = 20, gain: float = 1.0
                      forgetting_factor: float = 0.8, learning_rate: float = 0.5,
                      error_tolerance: float = 0.0, strength: float = 10.0, weight_support: float = 0.0,
                      onset_velocity: float = 0.05, onset_timeout: float = 1.0,
-                     settings: Optional[dict] = None) -> list[dict]:
+                     settings: Optional[dict] = None, patient: Optional[dict] = None) -> list[dict]:
     """active_assist over ``repetitions`` elbow reaches (0.3 <-> 1.3 rad), the gain adapted after
     each (:func:`~rehab_robot.control.adaptation.adapt_assistance_gain`, with ``error_tolerance``).
 
@@ -289,20 +289,26 @@ def assist_as_needed(impairment: float, repetitions: int = 20, gain: float = 1.0
         onset_velocity: Elbow speed toward the target [rad/s] that marks the onset.
         onset_timeout: Time [s] after the target shows at which the reference starts anyway.
         settings: Other controller settings (ROS names -> values), e.g. ``assist.stiffness``.
+        patient: Other virtual patient settings, e.g. ``effort`` and ``learning``
+            (docs/virtual-patient.md).
 
     Returns:
         Per repetition: ``gain`` used, ``error`` [rad], ``robot_work`` and ``patient_work``
         (positive mechanical work of the assistance and of the patient's muscles at the
         elbow [J]), ``robot_share``, ``reached`` and ``lowest`` (largest and smallest elbow
-        angle [rad]), ``onset`` (mean time from target to onset [s]).
+        angle [rad]), ``onset`` (mean time from target to onset [s]), ``effort`` (the
+        patient's effort at the end of the repetition, 0..1).
     """
     from rehab_robot.control.adaptation import adapt_assistance_gain
 
     # A weak elbow (10 N·m healthy by default) so that impairment limits the reach: with the
     # default 45 N·m, half of it still moves the forearm as easily as all of it.
-    patient = {"effort": 1.0, "impairment": impairment, "peak_speed": 1.25, "strength": {"elbow_flexion": strength}}
-    loop = ClosedLoop({"mode": "active_assist", "assist.gain": gain, "limb_masses": SIM_LIMB_MASSES,
-                       "weight_support": weight_support, **(settings or {})}, virtual_patient=patient)
+    patient = {"effort": 1.0, "impairment": impairment, "peak_speed": 1.25, "strength": {"elbow_flexion": strength},
+               **(patient or {})}
+    # As in the session, the reference starts at the onset: the mode's own onset timeout is off.
+    loop = ClosedLoop({"mode": "active_assist", "assist.gain": gain, "assist.onset_timeout": 0.0,
+                       "limb_masses": SIM_LIMB_MASSES, "weight_support": weight_support, **(settings or {})},
+                      virtual_patient=patient)
     low, high, move, hold = 0.3, 1.3, 1.5, 0.5
     q = loop.arm.read().position
     results = []
@@ -336,7 +342,7 @@ def assist_as_needed(impairment: float, repetitions: int = 20, gain: float = 1.0
                         "patient_work": patient_work,
                         "robot_share": robot / (robot + patient_work) if robot + patient_work > 0 else 0.0,
                         "reached": float(elbow.max()), "lowest": float(elbow.min()),
-                        "onset": float(np.mean(onsets))})
+                        "onset": float(np.mean(onsets)), "effort": loop.arm.virtual_patient.effort})
         loop.configure({"assist.gain": adapt_assistance_gain(loop.settings.assist_gain, error,
                                                              forgetting_factor, learning_rate, error_tolerance)})
     return results

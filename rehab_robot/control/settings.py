@@ -74,6 +74,9 @@ _SPECS = (
           _in_range(0.0, 0.5)),
     _Spec("assist.max_torque", "assist_max_torque", "bound of the assistance torque [N·m]", "0 to 40 N·m",
           _in_range(0.0, 40.0)),
+    _Spec("assist.onset_timeout", "assist_onset_timeout",
+          "time after the reference starts at which assistance begins without an onset [s]; 0: the reference's "
+          "start is the onset", "0 to 10 s", _in_range(0.0, 10.0)),
     _Spec("resistive.damping", "resistive_damping", "viscous resistance [N·m·s/rad]", "0 to 50 N·m·s/rad",
           _in_range(0.0, 50.0)),
     _Spec("resistive.stiffness", "resistive_stiffness", "elastic resistance toward the start posture [N·m/rad]",
@@ -127,6 +130,7 @@ class InteractionSettings:
     assist_damping: float
     assist_deadband: float
     assist_max_torque: float
+    assist_onset_timeout: float
     resistive_damping: float
     resistive_stiffness: float
     resistive_max_torque: float
@@ -150,8 +154,9 @@ class InteractionSettings:
             mode="position", admittance_mass=2.0, admittance_damping=10.0, admittance_max_speed=10.0,
             weight_support=0.0,
             limb_masses=(0.0, 0.0), soft_wall_lower=lower, soft_wall_upper=upper, soft_wall_stiffness=50.0,
-            soft_wall_damping=5.0, soft_wall_torque_limit=15.0, assist_gain=1.0, assist_stiffness=40.0,
-            assist_damping=4.0, assist_deadband=0.05, assist_max_torque=10.0, resistive_damping=2.0,
+            soft_wall_damping=5.0, soft_wall_torque_limit=15.0, assist_gain=1.0, assist_stiffness=100.0,
+            assist_damping=4.0, assist_deadband=0.05, assist_max_torque=10.0, assist_onset_timeout=1.0,
+            resistive_damping=2.0,
             resistive_stiffness=0.0, resistive_max_torque=10.0, path_waypoints=(), path_width=0.02,
             path_stiffness=500.0, path_damping=20.0, spasm_force_threshold=30.0, spasm_force_rate=300.0,
             spasm_reaction="compliant_hold", spasm_return_speed=0.2, joint_lower=lower, joint_upper=upper,

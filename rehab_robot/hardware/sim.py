@@ -315,6 +315,7 @@ class SimulatedArm(HardwareInterface):
             "virtual_patient_reaches": str(patient.reaches),
             "virtual_patient_strength_left": f"{100.0 * patient.fatigue_factor:.0f} %",
             "virtual_patient_work": f"{patient.work:.1f} J",
+            "virtual_patient_effort": f"{patient.effort:.2f}",
         }
 
     def enable(self) -> None:

@@ -18,6 +18,16 @@ screen), reacts after a delay and reaches for it. Per joint it produces
 * **tremor**: a sinusoid of fixed frequency, phase drawn from the seed;
 * **spasm**: a scripted sudden contraction (tests and drills).
 
+With ``learning`` set, the effort itself adapts from reach to reach, the way the motor
+system adapts to its own errors (Emken et al. 2007): after each reach, from the RMS gap
+e between where the patient meant the limb to be (the planned reach) and where it was,
+
+    effort[k+1] = clip(retention * effort[k] + rate * e[k], 0, 1)
+
+so a patient who misses tries harder next time, and one with ``retention < 1`` eases off
+while the limb goes where they mean it to, e.g. because a robot carries it ("slacking",
+Reinkensmeyer et al. 2009).
+
 The default configuration is a passive patient: effort 0, no spasticity, no tremor,
 no events. Its torque is exactly zero and the simulator does not even call it.
 
@@ -44,6 +54,7 @@ __all__ = [
     "MAS_REFLEX_GAIN",
     "EventConfig",
     "FatigueConfig",
+    "LearningConfig",
     "SpasticityConfig",
     "TremorConfig",
     "VirtualPatient",
@@ -124,6 +135,28 @@ class FatigueConfig:
 
 
 @dataclass(frozen=True)
+class LearningConfig:
+    """Effort that adapts from reach to reach, from the patient's own error (module docstring).
+
+    effort[k+1] = clip(retention * effort[k] + rate * e[k], 0, 1), starting at ``effort``.
+
+    References: J. L. Emken, R. Benitez, A. Sideris, J. E. Bobrow, D. J. Reinkensmeyer,
+    "Motor adaptation as a greedy optimization of error and effort", J. Neurophysiol. 97
+    (2007) 3997-4006; D. J. Reinkensmeyer, E. Akoner, D. P. Ferris, K. E. Gordon, "Slacking
+    by the human motor system: computational models and implications for robotic orthoses",
+    Proc. IEEE EMBC 2009, 2129-2132.
+
+    Attributes:
+        rate: Effort gained per rad of RMS error in a reach [1/rad]; 0 turns learning off.
+        retention: Share of the effort kept from one reach to the next, 0 (excluded) .. 1;
+            below 1 the patient eases off when the limb goes where they mean it to.
+    """
+
+    rate: float = 0.0
+    retention: float = 1.0
+
+
+@dataclass(frozen=True)
 class TremorConfig:
     """Involuntary oscillating torque.
 
@@ -187,7 +220,7 @@ class VirtualPatientConfig:
         variability: Coefficient of variation of each reach's duration and
             endpoint (relative to the distance), 0 = every reach identical.
         seed: Seed of the random draws (tremor phase, variability).
-        spasticity, fatigue, tremor: See their classes.
+        spasticity, fatigue, learning, tremor: See their classes.
         events: Scripted events.
     """
 
@@ -203,6 +236,7 @@ class VirtualPatientConfig:
     seed: int = 0
     spasticity: SpasticityConfig = field(default_factory=SpasticityConfig)
     fatigue: FatigueConfig = field(default_factory=FatigueConfig)
+    learning: LearningConfig = field(default_factory=LearningConfig)
     tremor: TremorConfig = field(default_factory=TremorConfig)
     events: tuple[EventConfig, ...] = ()
 
@@ -219,7 +253,9 @@ class VirtualPatientConfig:
     @property
     def max_damping(self) -> np.ndarray:
         """Largest velocity gain per joint [N·m·s/rad] the patient can add (for stability checks)."""
-        return np.asarray(self.damping) * self.effort + self.spasticity.gains
+        # A learning patient's effort can grow to 1.
+        effort = 1.0 if self.effort > 0.0 and self.learning.rate > 0.0 else self.effort
+        return np.asarray(self.damping) * effort + self.spasticity.gains
 
     @classmethod
     def from_mapping(cls, data: Mapping | None, source: str = "virtual_patient") -> "VirtualPatientConfig":
@@ -259,6 +295,7 @@ class VirtualPatientConfig:
         kwargs["seed"] = seed
         kwargs["spasticity"] = _spasticity(source, data.get("spasticity", {}), n)
         kwargs["fatigue"] = _fatigue(source, data.get("fatigue", {}))
+        kwargs["learning"] = _learning(source, data.get("learning", {}))
         kwargs["tremor"] = _tremor(source, data.get("tremor", {}))
         events = data.get("events", [])
         if not isinstance(events, (list, tuple)):
@@ -268,7 +305,7 @@ class VirtualPatientConfig:
 
 
 _TOP_FIELDS = ("effort", "impairment", "strength", "reaction_delay", "peak_speed", "min_reach_time",
-               "stiffness", "damping", "variability", "seed", "spasticity", "fatigue", "tremor", "events")
+               "stiffness", "damping", "variability", "seed", "spasticity", "fatigue", "learning", "tremor", "events")
 
 
 def load_virtual_patient(value, source: str = "hardware option 'virtual_patient'") -> VirtualPatientConfig:
@@ -350,6 +387,10 @@ class VirtualPatient:
         self._aim = [0.0] * n  # where the patient actually aims (goal + scatter)
         self._time_to_go = 0.0
         self._planning = False
+        self._effort = config.effort
+        # The patient's own error in the current reach: sum of squared gaps [rad^2] and steps.
+        self._gap_sum, self._gap_steps = 0.0, 0
+        self.reach_errors: list[float] = []  # RMS error of each finished reach [rad]
         self.reaches = 0
         self.work = 0.0  # positive mechanical work of the voluntary torque [J]
         self.voluntary = np.zeros(n)  # last voluntary torque [N·m]
@@ -377,6 +418,11 @@ class VirtualPatient:
     # -- state -------------------------------------------------------------------
 
     @property
+    def effort(self) -> float:
+        """How hard the patient tries now, 0..1 (``config.effort`` unless it learns)."""
+        return self._effort
+
+    @property
     def fatigue_factor(self) -> float:
         """Share of the voluntary strength left, 0..1."""
         f = self.config.fatigue
@@ -395,7 +441,7 @@ class VirtualPatient:
         """
         n = self._n
         rel = t - self._t0
-        effort = self.config.effort
+        effort = self._effort
         push = spasm = None
         spasm_rel = rel
         for event in self._events:
@@ -425,6 +471,8 @@ class VirtualPatient:
                 if limit[i] > 0.0:
                     u = kp[i] * (x[i] - qs[i]) + kd[i] * (xv[i] - vs[i])
                     voluntary[i] = effort * limit[i] * math.tanh(u / limit[i])
+            self._gap_sum += max(abs(xi - qi) for xi, qi in zip(x, qs)) ** 2
+            self._gap_steps += 1
         else:
             self._planning = False
         if push is not None:
@@ -491,6 +539,7 @@ class VirtualPatient:
 
     def _new_reach(self, goal: list[float]) -> None:
         """Plan a reach from the planned state to ``goal``: duration from distance and peak speed."""
+        self._finish_reach()
         distance = [abs(g - x) for g, x in zip(goal, self._x)]
         duration = max(self.config.min_reach_time,
                        _MIN_JERK_PEAK_RATIO * max(distance) / self.config.peak_speed)
@@ -504,6 +553,18 @@ class VirtualPatient:
         self._aim = [min(max(a, lo), hi) for a, lo, hi in zip(aim, self._lower, self._upper)]
         self._time_to_go = duration
         self.reaches += 1
+
+
+    def _finish_reach(self) -> None:
+        """Score the reach that ends (RMS gap between plan and limb) and learn from it."""
+        if self._gap_steps == 0:
+            return
+        error = math.sqrt(self._gap_sum / self._gap_steps)
+        self._gap_sum, self._gap_steps = 0.0, 0
+        self.reach_errors.append(error)
+        learning = self.config.learning
+        if learning.rate > 0.0:
+            self._effort = min(1.0, max(0.0, learning.retention * self._effort + learning.rate * error))
 
 
 def check_target(position: Sequence[float], stamp: float) -> np.ndarray:
@@ -639,6 +700,19 @@ def _fatigue(source: str, data) -> FatigueConfig:
                               0.0, 1e6, "0 (off) or a work > 0 J, at most 1e6 J"),
         floor=_number(source, "fatigue.floor", data.get("floor", d.floor), 0.0, 1.0, "between 0 and 1"),
     )
+
+
+def _learning(source: str, data) -> LearningConfig:
+    data = _mapping(source, data, ("rate", "retention"), "learning")
+    d = LearningConfig()
+    retention = _number(source, "learning.retention", data.get("retention", d.retention), 0.0, 1.0,
+                        "above 0 and at most 1")
+    if retention == 0.0:
+        raise ConfigError(f"{source}: 'learning.retention' = 0: must be above 0 and at most 1 "
+                          "(0 would forget all effort after every reach)")
+    return LearningConfig(
+        rate=_number(source, "learning.rate", data.get("rate", d.rate), 0.0, 100.0, "between 0 (off) and 100 1/rad"),
+        retention=retention)
 
 
 def _tremor(source: str, data) -> TremorConfig:

@@ -106,6 +106,9 @@ def controller_parameters(protocol, patient, joint_names: Sequence[str], joint_l
             "assist.stiffness": float(protocol.assist_stiffness),
             "assist.deadband": float(protocol.assist_deadband),
             "assist.max_torque": float(protocol.assist_max_torque),
+            # The session starts the reference at the patient's onset (or at onset_timeout):
+            # the controller must not wait for an onset of its own.
+            "assist.onset_timeout": 0.0,
         })
     elif protocol.type == "resistive":
         params.update({
@@ -425,7 +428,10 @@ class InteractiveRunner(SessionRunner):
         if assisted and self._onset is None:
             (j, goal), = phase.targets.items()
             toward = math.copysign(1.0, goal - position[j]) * velocity[j]
-            if toward > self.protocol.onset_velocity and error > self.target_tolerance:
+            # Triggered assistance (Kahn et al. 2006): a patient who has not started within
+            # onset_timeout of the target showing is carried from where the arm is.
+            started = toward > self.protocol.onset_velocity or elapsed >= self.protocol.onset_timeout
+            if started and error > self.target_tolerance:
                 self._onset = now
                 distance = abs(goal - position[j])
                 duration = max(self.protocol.movement_duration * distance / max(self.protocol.distance, 1e-9),

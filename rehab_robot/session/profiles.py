@@ -196,6 +196,7 @@ PROTOCOL_FIELDS: dict[str, dict[str, Any]] = {
     "weight_support": _number(0.0, 1.0),
     "admittance_damping": _number(2.0, 200.0, "N·s/m"),
     "onset_velocity": _number(0.01, 1.0, "rad/s"),
+    "onset_timeout": _number(0.0, 10.0, "s"),
     "assist_stiffness": _number(0.0, 200.0, "N·m/rad"),
     "assist_deadband": _number(0.0, 0.5, "rad"),
     "assist_max_torque": _number(0.0, MAX_JOINT_TORQUE_CEILING, "N·m", exclusive_low=True),
@@ -233,7 +234,7 @@ _COMMON = ("name", "type", "repetitions")
 _MOVING = ("joint", "start_angle", "end_angle")
 _INTERACTIVE = ("movement_timeout", "target_tolerance", "hold_duration", "spasm_reaction", "weight_support",
                 "admittance_damping")
-_ASSIST = ("movement_duration", "onset_velocity", "assist_stiffness", "assist_deadband", "assist_max_torque")
+_ASSIST = ("movement_duration", "onset_velocity", "onset_timeout", "assist_stiffness", "assist_deadband", "assist_max_torque")
 
 #: Per type: (required fields, optional fields).
 TYPE_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -267,7 +268,8 @@ PROTOCOL_DEFAULTS: dict[str, Any] = {
     "weight_support": 0.0,
     "admittance_damping": 10.0,
     "onset_velocity": 0.05,
-    "assist_stiffness": 40.0,
+    "onset_timeout": 1.0,
+    "assist_stiffness": 100.0,
     "assist_deadband": 0.05,
     "assist_max_torque": 10.0,
     "initial_gain": 1.0,
@@ -391,7 +393,8 @@ class ExerciseProtocol:
     weight_support: float = 0.0
     admittance_damping: float = 10.0
     onset_velocity: float = 0.05
-    assist_stiffness: float = 40.0
+    onset_timeout: float = 1.0
+    assist_stiffness: float = 100.0
     assist_deadband: float = 0.05
     assist_max_torque: float = 10.0
     initial_gain: float = 1.0
@@ -749,6 +752,13 @@ def _joint_exercise(values: dict, source: str, patient: PatientProfile, joint_li
                 f"{_num(protocol.movement_timeout)} s leaves no time beyond the reference movement of "
                 f"{_num(protocol.movement_duration)} s (movement_duration); allowed: more than "
                 f"{_num(protocol.movement_duration)} s",
+            )
+        if "onset_timeout" in values and protocol.onset_timeout + protocol.movement_duration >= protocol.movement_timeout:
+            raise _Invalid(
+                ("protocol", "onset_timeout"),
+                f"{_num(protocol.onset_timeout)} s of waiting for the onset plus the {_num(protocol.movement_duration)} s "
+                f"reference leave no time within movement_timeout {_num(protocol.movement_timeout)} s; allowed: "
+                f"less than {_num(protocol.movement_timeout - protocol.movement_duration)} s",
             )
     if kind == "isometric":
         if protocol.target_torque == 0.0:

@@ -4,7 +4,13 @@ The patient moves the arm through the admittance. After the movement's *onset*, 
 that lags behind the reference by more than ``assist.deadband`` is pulled toward it:
 
     lag_j = s_j (q_ref_j - q_j)                  s_j: the joint's direction of motion
-    tau_j = g (K (lag_j - deadband) s_j + D (v_ref_j - v_j))   if lag_j > deadband, else 0
+    tau_j = g (K (lag_j - d) s_j + D (v_ref_j - v_j))   if lag_j > d, else 0
+    d = deadband (1 - 10 p^3 + 15 p^4 - 6 p^5)   p = min(elapsed / duration, 1)
+
+The deadband closes smoothly as the reference arrives (p: its share of time done, through
+the minimum-jerk progress curve): the patient may lag on the way without help, but at the
+end the pull holds the limb at the target itself, not a deadband short of it, against what
+the controller does not model (the limb's passive stiffness, a weight not supported).
 
 its pull (spring and feed-forward) bounded by ``assist.max_torque`` per joint, faded in over :data:`FADE_IN` after onset
 (a step of assistance would jerk the arm), with ``g = assist.gain`` (adapted per
@@ -12,8 +18,10 @@ repetition by the session, :func:`~rehab_robot.control.adaptation.adapt_assistan
 ``K = assist.stiffness``, ``D = assist.damping``. A patient ahead of the reference is never
 held back. Onset is the first of: the cuff force along the motion rising by
 :data:`ONSET_FORCE` above its value when the reference started, a joint speed along the
-motion above :data:`ONSET_SPEED`, or :data:`ONSET_TIMEOUT` after the start, so that a
-patient who cannot start at all is still carried ("triggered assistance", Kahn et al. 2006).
+motion above :data:`ONSET_SPEED`, or ``assist.onset_timeout`` after the reference started, so
+that a patient who cannot start at all is still carried ("triggered assistance", Kahn et al.
+2006). A session that starts the reference at the patient's onset itself (or at its own
+timeout) sets ``assist.onset_timeout`` to 0: the reference's start is then the onset.
 
 References: L. E. Kahn, M. L. Zygman, W. Z. Rymer, D. J. Reinkensmeyer, "Robot-assisted
 reaching exercise promotes arm movement recovery in chronic hemiparetic stroke", J. Neuroeng.
@@ -33,8 +41,6 @@ from rehab_robot.control.modes.base import ControlMode, Effort, bounded
 ONSET_FORCE = 2.0
 #: Joint speed along the motion [rad/s] that marks the patient's onset.
 ONSET_SPEED = 0.05
-#: Time after the reference starts [s] at which assistance is allowed without an onset.
-ONSET_TIMEOUT = 1.0
 #: Time [s] over which the assistance fades in after onset (raised cosine).
 FADE_IN = 0.3
 #: Range [rad] below which a joint counts as not moving in the reference.
@@ -75,10 +81,11 @@ class ActiveAssistMode(ControlMode):
         fade = min(max((state.t - self._onset_time) / FADE_IN, 0.0), 1.0)
         gain = s.assist_gain * 0.5 * (1.0 - np.cos(np.pi * fade))
         lag = direction * error
-        active = lag > s.assist_deadband
+        deadband = s.assist_deadband * (1.0 - _progress(reference))
+        active = lag > deadband
         if gain == 0.0 or not np.any(active):
             return self.no_effort()
-        spring = gain * s.assist_stiffness * (lag - s.assist_deadband) * direction
+        spring = gain * s.assist_stiffness * (lag - deadband) * direction
         feedforward = gain * s.assist_damping * reference.velocity
         # The pull toward the reference is bounded; the damping only dissipates, so it stays
         # on (implicit, stable at any virtual mass) and keeps a saturated pull from racing.
@@ -88,7 +95,7 @@ class ActiveAssistMode(ControlMode):
         return Effort(pull, np.diag(damping))
 
     def _detect_onset(self, state, kinematics, reference, direction) -> bool:
-        if reference.elapsed >= ONSET_TIMEOUT:
+        if reference.elapsed >= self.settings.assist_onset_timeout:
             return True
         if np.any(direction * state.v > ONSET_SPEED):
             return True
@@ -107,3 +114,11 @@ class ActiveAssistMode(ControlMode):
     def values(self) -> dict[str, str]:
         """The assistance torque now [N·m] and whether the onset was seen."""
         return {"assist_torque": " ".join(f"{x:.2f}" for x in self.torque), "assist_onset": str(self._onset)}
+
+
+def _progress(reference) -> float:
+    """Minimum-jerk progress 0..1 of the reference at its elapsed time (1 once it has ended)."""
+    if reference.duration <= 0.0:
+        return 1.0
+    p = min(max(reference.elapsed / reference.duration, 0.0), 1.0)
+    return p**3 * (10.0 - 15.0 * p + 6.0 * p * p)
