@@ -249,6 +249,12 @@ def test_assistance_waits_for_onset_respects_deadband_and_is_bounded():
     # Ahead of the reference: never held back.
     ahead = Q0 + np.array([0.0, 0.0, 0.0, 0.9])
     assert not np.any(mode.effort(state(t=0.3, q=ahead), kin, np.zeros(4), reference(0.3, Q0, end)).torque)
+    # Through the target is not ahead: beyond the deadband past the end, pulled back.
+    past = end + np.array([0.0, 0.0, 0.0, 0.08])
+    effort = mode.effort(state(t=1.3, q=past), kin, np.zeros(4), reference(0.6, Q0, end))
+    assert effort.torque[3] == pytest.approx(-s.assist_stiffness * (0.08 - 0.05), rel=1e-6)
+    slightly_past = end + np.array([0.0, 0.0, 0.0, 0.03])
+    assert not np.any(mode.effort(state(t=1.3, q=slightly_past), kin, np.zeros(4), reference(1.2, Q0, end)).torque)
 
 
 @pytest.mark.parametrize("onset_timeout", [0.0, 1.0])

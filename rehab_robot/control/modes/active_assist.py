@@ -1,27 +1,33 @@
 """``active_assist``: assistance only when the patient lags behind the minimum-jerk reference.
 
 The patient moves the arm through the admittance. After the movement's *onset*, a joint
-that lags behind the reference by more than ``assist.deadband`` is pulled toward it:
+that lags behind the reference by more than the deadband is pulled toward it:
 
     lag_j = s_j (q_ref_j - q_j)                  s_j: the joint's direction of motion
     tau_j = g (K (lag_j - d) s_j + D (v_ref_j - v_j))   if lag_j > d, else 0
     d = deadband (1 - 10 p^3 + 15 p^4 - 6 p^5)   p = min(elapsed / duration, 1)
 
-The deadband closes smoothly as the reference arrives (p: its share of time done, through
-the minimum-jerk progress curve): the patient may lag on the way without help, but at the
-end the pull holds the limb at the target itself, not a deadband short of it, against what
-the controller does not model (the limb's passive stiffness, a weight not supported).
+with ``g = assist.gain`` (adapted per repetition by the session,
+:func:`~rehab_robot.control.adaptation.adapt_assistance_gain`), ``K = assist.stiffness``,
+``D = assist.damping``, ``deadband = assist.deadband``. The pull (spring and feed-forward)
+is bounded by ``assist.max_torque`` per joint and faded in over :data:`FADE_IN` after onset
+(a step of assistance would jerk the arm).
 
-its pull (spring and feed-forward) bounded by ``assist.max_torque`` per joint, faded in over :data:`FADE_IN` after onset
-(a step of assistance would jerk the arm), with ``g = assist.gain`` (adapted per
-repetition by the session, :func:`~rehab_robot.control.adaptation.adapt_assistance_gain`),
-``K = assist.stiffness``, ``D = assist.damping``. A patient ahead of the reference is never
-held back. Onset is the first of: the cuff force along the motion rising by
-:data:`ONSET_FORCE` above its value when the reference started, a joint speed along the
-motion above :data:`ONSET_SPEED`, or ``assist.onset_timeout`` after the reference started, so
-that a patient who cannot start at all is still carried ("triggered assistance", Kahn et al.
-2006). A session that starts the reference at the patient's onset itself (or at its own
-timeout) sets ``assist.onset_timeout`` to 0: the reference's start is then the onset.
+* A patient ahead of the reference is never held back; but through the target is not
+  ahead: a joint past the end posture by more than the deadband is pulled back,
+  ``tau_j = -g K (s_j (q_j - q_end_j) - deadband) s_j`` (a limb that gravity drops through
+  the lower target).
+* The deadband closes smoothly as the reference arrives (p: its share of time done, through
+  the minimum-jerk progress curve): the patient may lag on the way without help, but at
+  the end the pull holds the limb at the target itself, not a deadband short of it,
+  against what the controller does not model (the limb's passive stiffness, a weight not
+  supported).
+* Onset is the first of: the cuff force along the motion rising by :data:`ONSET_FORCE`
+  above its value when the reference started, a joint speed along the motion above
+  :data:`ONSET_SPEED`, or ``assist.onset_timeout`` after the reference started, so that a
+  patient who cannot start at all is still carried ("triggered assistance", Kahn et al.
+  2006). A session that starts the reference at the patient's onset itself (or at its own
+  timeout) sets ``assist.onset_timeout`` to 0: the reference's start is then the onset.
 
 References: L. E. Kahn, M. L. Zygman, W. Z. Rymer, D. J. Reinkensmeyer, "Robot-assisted
 reaching exercise promotes arm movement recovery in chronic hemiparetic stroke", J. Neuroeng.
@@ -82,11 +88,15 @@ class ActiveAssistMode(ControlMode):
         gain = s.assist_gain * 0.5 * (1.0 - np.cos(np.pi * fade))
         lag = direction * error
         deadband = s.assist_deadband * (1.0 - _progress(reference))
-        active = lag > deadband
+        behind = lag > deadband
+        # Past the end posture is no longer "ahead": a limb that falls through the target
+        # (gravity on the way down) is pulled back beyond the full deadband.
+        past = direction * (state.q - reference.end) - s.assist_deadband
+        active = behind | (past > 0.0)
         if gain == 0.0 or not np.any(active):
             return self.no_effort()
-        spring = gain * s.assist_stiffness * (lag - deadband) * direction
-        feedforward = gain * s.assist_damping * reference.velocity
+        spring = gain * s.assist_stiffness * np.where(behind, lag - deadband, -past) * direction
+        feedforward = gain * s.assist_damping * np.where(behind, reference.velocity, 0.0)
         # The pull toward the reference is bounded; the damping only dissipates, so it stays
         # on (implicit, stable at any virtual mass) and keeps a saturated pull from racing.
         pull, _ = bounded(np.where(active, spring + feedforward, 0.0), s.assist_max_torque)
