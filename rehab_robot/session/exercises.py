@@ -276,10 +276,19 @@ class InteractiveRunner(SessionRunner):
 
         A contraction shows a target :data:`PUSH_TARGET_OFFSET` beyond the hold angle in
         the push direction (inside the patient's ROM): where the patient should push toward.
+
+        None while the robot brings the arm to the start posture (the approach, controller
+        mode ``position``): the patient relaxes, as in passive_rom. A patient reaching during
+        the stiff approach for a target (even the approach's own point, seen after a reaction
+        time) lags behind the arm and pushes against its motion, which is a spasm's
+        signature. After the approach, until the exercise's mode is set at rest, the start
+        posture shows (where the arm is), not the first target ahead of it.
         """
         if self.posture is None or self.state not in (SessionState.RUNNING, SessionState.PAUSED):
             return None
-        phase = self.steps[self.step_index]
+        if self.step_index == 0:
+            return None
+        phase = self.steps[self.step_index] if self._ever_configured else self.steps[0]
         target = self.posture.copy()
         for j, angle in phase.targets.items():
             target[j] = angle
@@ -291,7 +300,12 @@ class InteractiveRunner(SessionRunner):
         return target
 
     def current_target(self) -> Optional[float]:
-        """Target [rad] of the exercised joint (the first waypoint joint for path_guidance)."""
+        """Target [rad] of the exercised joint (the first waypoint joint for path_guidance).
+
+        During the approach: the start posture it moves the arm to (the patient is shown none).
+        """
+        if self.state in (SessionState.RUNNING, SessionState.PAUSED) and self.step_index == 0:
+            return float(self.steps[0].targets.get(self.joint_index, self.posture[self.joint_index]))
         target = self.target_position()
         if target is not None:
             return float(target[self.joint_index])
@@ -348,7 +362,10 @@ class InteractiveRunner(SessionRunner):
             self._rep.interruptions.append(record)
         text = f"{name.replace('_', ' ')}: {message}"
         if self.state is SessionState.RUNNING:
-            self._interrupt(now)
+            # No stop trajectory: the controller reacts itself, and the arm is not where the
+            # session's plan has it (a spasm moved it); a trajectory from there is refused, or
+            # becomes the reference of a return_to_start.
+            self._interrupt(now, smooth_stop=False)
             self._enter_pause(now, text)
             self._interrupted_at = None  # the controller holds its reaction: a clinician resumes
             self._configured, self._gain_only = False, False
