@@ -8,7 +8,8 @@ hands out
 
 * the robot motions to send on ``joint_trajectory`` (:meth:`take_motion`): the approach to
   the start posture (controller mode ``position``), the minimum-jerk reference of
-  active_assist at the patient's movement onset, the start posture of resistive;
+  active_assist at the patient's movement onset, the start posture of resistive (the last
+  point of a trajectory from where the arm is);
 * the controller parameters to set, in one call, at rest (:meth:`take_parameters`,
   contract A: ``mode`` and gains before the exercise and after every interruption, the
   assistance gain before each repetition of assist_as_needed), answered with
@@ -263,6 +264,7 @@ class InteractiveRunner(SessionRunner):
         self._baseline: list[float] = []
         self._baseline_value = 0.0
         self._cuff_path: Optional[np.ndarray] = None
+        self._anchor_wanted = False  # resistive: the controller's mode was set, it needs the start posture again
 
     # --- outputs -------------------------------------------------------------------------
 
@@ -345,6 +347,8 @@ class InteractiveRunner(SessionRunner):
             self.abort(now, f"the motion controller refused the exercise parameters: {reason or 'no reason given'}")
             return
         self._rest_refused_since = float("inf")
+        if not self._gain_only:
+            self._anchor_wanted = True  # a mode set drops the controller's trajectory
         self._configured = self._ever_configured = True
         self._gain_only = False
         if self.state is SessionState.RUNNING:
@@ -602,11 +606,26 @@ class InteractiveRunner(SessionRunner):
         self._onset, self._reference, self._held_since = None, None, None
         if phase.kind == "rest":
             self._baseline = []
-        if self.protocol.type == "resistive" and phase.kind == "move" and phase.starts_repetition:
-            # The controller's elastic resistance pulls toward the reference's first point.
-            start = [self.posture[j] if j not in self.steps[0].targets else self.steps[0].targets[j]
-                     for j in self.exercised]
-            self._outbox.append(QuinticSegment.minimum_jerk(start, start, 0.5))
+        if self.protocol.type == "resistive" and phase.kind == "move" and (phase.starts_repetition
+                                                                          or self._anchor_wanted):
+            self._outbox.append(self._resistive_anchor(position))
+            self._anchor_wanted = False
+
+    def _resistive_anchor(self, position: np.ndarray) -> QuinticSegment:
+        """The trajectory that gives the controller the start posture of resistive: its last point.
+
+        It starts where the arm is (``position`` [rad]): between repetitions the limb sags
+        under its weight, and the movement back counts within ``target_tolerance``, so the
+        arm is rarely at the start posture; the controller refuses a trajectory whose first
+        point is further than its ``start_tolerance`` (0.05 rad) from its setpoint. In
+        resistive mode the trajectory does not move the arm (the patient does): the
+        controller takes its last point as the anchor of the elastic resistance. It runs at
+        the patient's speed cap, at least 0.5 s.
+        """
+        here = [float(position[j]) for j in self.exercised]
+        start = [float(self.steps[0].targets.get(j, self.posture[j])) for j in self.exercised]
+        distance = max(abs(a - b) for a, b in zip(here, start))
+        return QuinticSegment.minimum_jerk(here, start, max(minimum_jerk_duration(distance, self.max_velocity), 0.5))
 
     def _finish(self, now: float, state: SessionState, reason: str) -> None:
         super()._finish(now, state, reason)
