@@ -24,6 +24,8 @@ JOINT_LIMITS = {
 VELOCITY_LIMITS = {joint: 2.0 for joint in JOINT_NAMES}
 ELBOW = JOINT_NAMES.index("elbow_flexion")
 DT = 0.02
+#: The controller node's ``start_tolerance`` [rad]: largest gap between a trajectory's first point and the setpoint.
+START_TOLERANCE = 0.05
 
 PATIENT = parse_patient({"patient": {
     "id": "P-0042", "side": "right", "max_velocity": 1.0, "max_joint_torque": 10.0, "limb_masses": [2.0, 1.6],
@@ -537,6 +539,7 @@ class _SessionLoop:
         self.trajectory = None  # (segment, base posture, start time)
         self.tick = tick
         self.events = []
+        self.refused = []  # (time [s], step, gap [rad]) of the trajectories the controller refused
 
     def reference(self):
         from rehab_robot.control.modes import Reference
@@ -569,7 +572,12 @@ class _SessionLoop:
             next_tick += self.tick
             runner.update(loop.now, q, 0.0, True, velocity=v)
             while (segment := runner.take_motion()) is not None:
-                self.trajectory = (segment, loop.controller.setpoint.copy(), loop.now)
+                # The controller node's check: a first point at t = 0 away from the setpoint is refused.
+                gap = float(np.max(np.abs(segment.sample(0.0)[0] - loop.controller.setpoint[self.joints])))
+                if gap > START_TOLERANCE:
+                    self.refused.append((loop.now, runner.current_step, gap))
+                else:
+                    self.trajectory = (segment, loop.controller.setpoint.copy(), loop.now)
             params = runner.take_parameters()
             if params is not None:
                 ref = self.reference()
@@ -619,3 +627,81 @@ def test_a_real_spasm_during_the_approach_is_still_detected():
     assert 0.8 <= float(spasms[0].values["onset"]) <= 0.85
     assert session.runner.state is SessionState.PAUSED and session.runner.step_index == 0
     assert session.runner.controller_events[0]["event"] == "spasm"
+
+
+def test_resistive_start_posture_trajectory_starts_where_the_sagged_arm_is():
+    """Between repetitions the limb sags (here: it settles 0.07 rad below every target, inside the
+    0.08 rad tolerance). Each repetition's trajectory giving the controller the start posture starts
+    where the arm is, within the controller's start_tolerance (0.05 rad; else it is refused), and
+    ends at the start angle: the anchor of the elastic resistance."""
+    class SaggingPatient(Patient):
+        def step(self, now, runner, joints):
+            before, sent = self.q.copy(), len(self.motions)
+            super().step(now, runner, joints)
+            if len(self.motions) > sent:
+                self.motions[-1] += (before,)
+            target = runner.target_position()
+            if runner.step_index > 0 and target is not None and abs(target[ELBOW] - self.q[ELBOW]) < 0.07:
+                self.q[ELBOW] = target[ELBOW] - 0.07
+
+    proto = protocol("resistive", repetitions=3, target_tolerance=0.08, resistive_stiffness=10.0)
+    runner = make_runner(proto)
+    patient = SaggingPatient()
+    run(runner, patient)
+    assert runner.state is SessionState.COMPLETED, runner.end_reason
+    anchors = [(segment, q) for _, step, segment, q in patient.motions if step > 0]
+    assert len(anchors) == 3  # one per repetition
+    for segment, q in anchors:
+        assert abs(segment.sample(0.0)[0][0] - q[ELBOW]) <= START_TOLERANCE
+        assert segment.end[0] == pytest.approx(0.6)
+        assert np.max(np.abs(segment.sample(segment.duration / 2)[1])) <= PATIENT.max_velocity
+    assert abs(anchors[-1][1][ELBOW] - 0.6) > START_TOLERANCE, "the arm had sagged beyond the tolerance"
+
+
+def test_resistive_start_posture_is_sent_again_after_the_mode_is_set_again():
+    """An interruption sets the mode again, which drops the controller's trajectory: the restarted
+    movement (here the one back, which starts no repetition) sends the start posture again."""
+    proto = protocol("resistive", repetitions=1)
+    runner = make_runner(proto)
+    fired = []
+
+    def spasm(now, runner, patient):
+        if not fired and runner.current_step.endswith("to start angle") and runner._configured:
+            fired.append((now, patient.q.copy()))
+            runner.controller_event(now, patient.q, "spasm", "elbow_flexion: 35 N", {"joint": "elbow_flexion"})
+        if fired and not runner._configured:
+            patient.q[:], patient.v[:] = fired[0][1], 0.0  # the controller holds the arm until the mode is set
+        if fired and runner.state is SessionState.PAUSED and now - fired[0][0] > 1.0:
+            assert runner.resume(now, patient.q, True)[0]
+    patient = Patient()
+    run(runner, patient, on_tick=spasm)
+    assert runner.state is SessionState.COMPLETED, runner.end_reason
+    anchors = [(step, segment) for _, step, segment in patient.motions if step > 0]
+    assert [runner.steps[step].label for step, _ in anchors] == ["repetition 1: to end angle",
+                                                               "repetition 1: to start angle"]
+    assert all(segment.end[0] == pytest.approx(0.6) for _, segment in anchors)
+
+
+def test_path_guidance_demo_without_weight_support_stays_below_the_supervisors_speed_limit():
+    """The shipped path_guidance example (no weight support) with the demo's virtual patient, whole
+    session in the closed loop: the limb dropping into the channel is held to the patient's speed cap
+    (admittance.max_speed): every joint stays below the supervisor's limit (1.25 x max_velocity, a
+    latched stop), no controller event, no trajectory refused (measured: elbow 1.00 rad/s at most)."""
+    from rehab_robot.session.exercises import DEMO_VIRTUAL_PATIENT
+    session = _SessionLoop("path_guidance_reach.yaml", dict(DEMO_VIRTUAL_PATIENT))
+    assert session.runner.protocol.weight_support == 0.0
+    session.run(60.0)
+    assert session.runner.state is SessionState.COMPLETED, session.runner.end_reason
+    assert [e.name for e in session.events if e.name != "mode"] == [] and session.refused == []
+    speed = np.abs(np.array(session.loop.record.v)).max()
+    assert speed < 1.25 * session.runner.patient.max_velocity
+
+
+def test_resistive_demo_session_has_every_trajectory_accepted():
+    """The shipped resistive example with the demo's virtual patient, whole session in the closed loop:
+    each repetition's start-posture trajectory is accepted by the controller's start check."""
+    from rehab_robot.session.exercises import DEMO_VIRTUAL_PATIENT
+    session = _SessionLoop("resistive_elbow.yaml", dict(DEMO_VIRTUAL_PATIENT))
+    session.run(60.0)
+    assert session.runner.state is SessionState.COMPLETED, session.runner.end_reason
+    assert session.refused == [] and [e.name for e in session.events if e.name != "mode"] == []
