@@ -654,7 +654,8 @@ def test_resistive_start_posture_trajectory_starts_where_the_sagged_arm_is():
     for segment, q in anchors:
         assert abs(segment.sample(0.0)[0][0] - q[ELBOW]) <= START_TOLERANCE
         assert segment.end[0] == pytest.approx(0.6)
-        assert np.max(np.abs(segment.sample(segment.duration / 2)[1])) <= PATIENT.max_velocity
+        assert np.max(np.abs(segment.sample(segment.duration / 2)[1])) <= PATIENT.max_velocity + 1e-9
+        assert segment.duration <= max(0.1, 1.875 * abs(0.6 - q[ELBOW]) / PATIENT.max_velocity) + 1e-9
     assert abs(anchors[-1][1][ELBOW] - 0.6) > START_TOLERANCE, "the arm had sagged beyond the tolerance"
 
 

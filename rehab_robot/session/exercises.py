@@ -63,6 +63,8 @@ REST_WAIT = 3.0
 #: has not settled yet: the call is repeated every REST_RETRY [s] until REST_WAIT has passed.
 NOT_AT_REST = "only while the arm is at rest"
 REST_RETRY = 0.1
+#: Shortest trajectory [s] that gives the controller the start posture of resistive (its last point).
+ANCHOR_DURATION = 0.1
 
 
 def controller_parameters(protocol, patient, joint_names: Sequence[str], joint_limits: Mapping[str, Sequence[float]],
@@ -619,13 +621,16 @@ class InteractiveRunner(SessionRunner):
         arm is rarely at the start posture; the controller refuses a trajectory whose first
         point is further than its ``start_tolerance`` (0.05 rad) from its setpoint. In
         resistive mode the trajectory does not move the arm (the patient does): the
-        controller takes its last point as the anchor of the elastic resistance. It runs at
-        the patient's speed cap, at least 0.5 s.
+        controller takes its last point as the anchor of the elastic resistance. It is as
+        short as the patient's speed cap allows (at least :data:`ANCHOR_DURATION`): while it
+        runs, the controller takes the reference's motion, not the patient's, as the
+        direction a spasm pushes against.
         """
         here = [float(position[j]) for j in self.exercised]
         start = [float(self.steps[0].targets.get(j, self.posture[j])) for j in self.exercised]
         distance = max(abs(a - b) for a, b in zip(here, start))
-        return QuinticSegment.minimum_jerk(here, start, max(minimum_jerk_duration(distance, self.max_velocity), 0.5))
+        duration = max(minimum_jerk_duration(distance, self.max_velocity), ANCHOR_DURATION)
+        return QuinticSegment.minimum_jerk(here, start, duration)
 
     def _finish(self, now: float, state: SessionState, reason: str) -> None:
         super()._finish(now, state, reason)
