@@ -540,6 +540,7 @@ class _SessionLoop:
         self.tick = tick
         self.events = []
         self.refused = []  # (time [s], step, gap [rad]) of the trajectories the controller refused
+        self.gaps = []  # gap [rad] between each trajectory's first point and the controller's setpoint
 
     def reference(self):
         from rehab_robot.control.modes import Reference
@@ -574,6 +575,7 @@ class _SessionLoop:
             while (segment := runner.take_motion()) is not None:
                 # The controller node's check: a first point at t = 0 away from the setpoint is refused.
                 gap = float(np.max(np.abs(segment.sample(0.0)[0] - loop.controller.setpoint[self.joints])))
+                self.gaps.append(gap)
                 if gap > START_TOLERANCE:
                     self.refused.append((loop.now, runner.current_step, gap))
                 else:

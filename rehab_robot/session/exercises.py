@@ -267,6 +267,7 @@ class InteractiveRunner(SessionRunner):
         self._baseline_value = 0.0
         self._cuff_path: Optional[np.ndarray] = None
         self._anchor_wanted = False  # resistive: the controller's mode was set, it needs the start posture again
+        self._anchor_due = False  # resistive: send the start posture with the next measurement
 
     # --- outputs -------------------------------------------------------------------------
 
@@ -438,6 +439,9 @@ class InteractiveRunner(SessionRunner):
                 if phase.kind == "rest" and self._baseline:
                     self._baseline_value = float(np.mean(self._baseline))
                 self._next_phase(now, position)
+        if self._anchor_due and self.state is SessionState.RUNNING and self._configured:
+            self._anchor_due = False
+            self._outbox.append(self._resistive_anchor(position))
 
     # --- phases ----------------------------------------------------------------------------
 
@@ -610,8 +614,9 @@ class InteractiveRunner(SessionRunner):
             self._baseline = []
         if self.protocol.type == "resistive" and phase.kind == "move" and (phase.starts_repetition
                                                                           or self._anchor_wanted):
-            self._outbox.append(self._resistive_anchor(position))
-            self._anchor_wanted = False
+            # Sent from the next measurement (see update): a parameter answer arrives between
+            # two ticks, and the limb may fall fast once the mode is set.
+            self._anchor_due, self._anchor_wanted = True, False
 
     def _resistive_anchor(self, position: np.ndarray) -> QuinticSegment:
         """The trajectory that gives the controller the start posture of resistive: its last point.
@@ -626,7 +631,7 @@ class InteractiveRunner(SessionRunner):
         runs, the controller takes the reference's motion, not the patient's, as the
         direction a spasm pushes against.
         """
-        here = [float(position[j]) for j in self.exercised]
+        here = [float(position[j]) for j in self.exercised]  # measured in this tick, sent right after it
         start = [float(self.steps[0].targets.get(j, self.posture[j])) for j in self.exercised]
         distance = max(abs(a - b) for a, b in zip(here, start))
         duration = max(minimum_jerk_duration(distance, self.max_velocity), ANCHOR_DURATION)
@@ -654,6 +659,7 @@ class InteractiveRunner(SessionRunner):
             return
         self._segment = None
         self._config_sent_at = None
+        self._anchor_due = False  # the mode is set again on resume, and the start posture sent then
         if self._rep is not None and self.state is SessionState.RUNNING:
             self._rep.interruptions.append({"time": round(now - self._started_at, 3), "event": "pause"})
 
