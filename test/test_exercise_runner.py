@@ -708,3 +708,27 @@ def test_resistive_demo_session_has_every_trajectory_accepted():
     session.run(60.0)
     assert session.runner.state is SessionState.COMPLETED, session.runner.end_reason
     assert session.refused == [] and [e.name for e in session.events if e.name != "mode"] == []
+
+
+def test_resistive_start_posture_is_planned_from_the_measurement_it_is_sent_with():
+    """The node's tick updates the runner, sends its motions, then hands it the controller's answer:
+    the start-posture trajectory is planned from the next measurement, sent right after it, not from
+    the one before the answer (the limb falls once the mode is set; 0.05 rad in the demo)."""
+    proto = protocol("resistive", repetitions=1)
+    runner = make_runner(proto)
+    q = np.array([0.2, 0.0, 0.0, 0.6])
+    assert runner.start(0.0, q, True)[0]
+    assert runner.take_motion() is not None  # the approach
+    now, params = 0.0, None
+    while params is None and now < 3.0:
+        now += DT
+        runner.update(now, q, 0.0, True, velocity=np.zeros(4))
+        assert runner.take_motion() is None
+        params = runner.take_parameters()
+    assert params is not None and params["mode"] == "resistive"
+    runner.parameters_result(now, q, True)  # between two ticks
+    fallen = q - np.array([0.0, 0.0, 0.0, 0.04])
+    runner.update(now + DT, fallen, 0.0, True, velocity=np.array([0.0, 0.0, 0.0, -0.6]))
+    anchor = runner.take_motion()
+    assert anchor is not None
+    assert anchor.sample(0.0)[0][0] == pytest.approx(fallen[ELBOW]) and anchor.end[0] == pytest.approx(0.6)
