@@ -350,7 +350,7 @@ class InteractiveRunner(SessionRunner):
             self.abort(now, f"the motion controller refused the exercise parameters: {reason or 'no reason given'}")
             return
         self._rest_refused_since = float("inf")
-        if not self._gain_only:
+        if not self._gain_only and self.protocol.type == "resistive":
             self._anchor_wanted = True  # a mode set drops the controller's trajectory
         self._configured = self._ever_configured = True
         self._gain_only = False
