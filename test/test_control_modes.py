@@ -293,7 +293,8 @@ def test_resistance_is_toward_the_start_posture_and_bounded():
     c = InteractionController(MODEL, s, DT)
     mode = c.mode
     start = Q0.copy()
-    ref = reference(0.0, start, start + 1.0)
+    # The session's reference runs from where the arm sagged to, to the start posture: its last point.
+    ref = reference(0.0, start - np.array([0.0, 0.0, 0.0, 0.2]), start)
     mode.reset(state(), Q0 + 0.5, ref)
     kin = CuffKinematics.at(MODEL, Q0)
     q = start + np.array([0.0, 0.0, 0.0, 0.1])

@@ -10,7 +10,7 @@ import pytest
 
 from rehab_robot import JOINT_NAMES
 from rehab_robot.session.exercises import (
-    CONTROLLER_MODES, PARAMETER_TIMEOUT, REST_RETRY, REST_WAIT, InteractiveRunner, controller_parameters, plan_phases,
+    CONTROLLER_MODES, NOT_AT_REST, PARAMETER_TIMEOUT, REST_RETRY, REST_WAIT, InteractiveRunner, controller_parameters, plan_phases,
 )
 from rehab_robot.session.profiles import parse_patient, parse_protocol
 from rehab_robot.session.runner import SessionState
@@ -24,6 +24,8 @@ JOINT_LIMITS = {
 VELOCITY_LIMITS = {joint: 2.0 for joint in JOINT_NAMES}
 ELBOW = JOINT_NAMES.index("elbow_flexion")
 DT = 0.02
+#: The controller node's ``start_tolerance`` [rad]: largest gap between a trajectory's first point and the setpoint.
+START_TOLERANCE = 0.05
 
 PATIENT = parse_patient({"patient": {
     "id": "P-0042", "side": "right", "max_velocity": 1.0, "max_joint_torque": 10.0, "limb_masses": [2.0, 1.6],
@@ -479,3 +481,278 @@ def test_a_target_counts_within_the_protocols_tolerance():
         run(runner, ShortPatient())
         assert runner.state is SessionState.COMPLETED
         assert [m["reached"] for m in runner.repetitions[0]["movements"]] == [reached, reached]
+
+
+def test_no_target_shows_during_the_approach_and_then_the_start_until_the_mode_is_set():
+    """The robot brings the arm to the start posture with nothing shown to the patient (who relaxes);
+    after it, until the exercise's mode is set at rest, the start of the path shows (where the arm is),
+    not the next waypoint ahead; then the waypoints in turn."""
+    proto = protocol("path_guidance", waypoints=[
+        {"shoulder_flexion": 0.3, "elbow_flexion": 1.3},
+        {"shoulder_flexion": 0.7, "elbow_flexion": 0.8}], repetitions=1, movement_timeout=4.0)
+    runner = make_runner(proto)
+    shown = []
+
+    def watch(now, runner, patient):
+        shown.append((runner.step_index, runner._configured, runner.target_position(), runner.current_target()))
+    # The controller refuses the mode until 3 s (the arm not settled): the start shows meanwhile.
+    run(runner, Patient(), on_tick=watch,
+        answer=lambda now, params: True if now > 3.0 else f"parameter 'mode' refused: {NOT_AT_REST}")
+    assert runner.state is SessionState.COMPLETED, runner.end_reason
+    approach = [(t, status) for step, _, t, status in shown if step == 0]
+    assert approach and all(t is None for t, _ in approach)
+    assert all(status == 0.3 for _, status in approach)  # the status still names where the arm goes (shoulder)
+    waiting = [t for step, configured, t, _ in shown if step == 1 and not configured]
+    assert waiting, "the parameter call was answered at once"
+    for t in waiting:
+        assert (t[0], t[ELBOW]) == (0.3, 1.3)
+    moving = [t for step, configured, t, _ in shown if step == 1 and configured]
+    assert moving and (moving[0][0], moving[0][ELBOW]) == (0.7, 0.8)
+
+
+def test_a_controller_spasm_during_the_approach_sends_no_brake_motion():
+    """The controller reacts to a spasm itself (compliant hold or return to start): the session
+    pauses without sending a stop trajectory, which would be planned from where the approach
+    should have been, not from where the arm yielded to."""
+    proto = protocol("active", repetitions=1)
+    runner = make_runner(proto)
+    sent = []
+
+    def spasm(now, runner, patient):
+        if runner.step_index == 0 and 0.3 < now and runner.state is SessionState.RUNNING:
+            runner.take_motion()
+            runner.controller_event(now, patient.q, "spasm", "elbow_flexion: 31 N against the motion",
+                                    {"joint": "elbow_flexion", "force": "31.0", "onset": "0.3",
+                                     "reaction": "compliant_hold"})
+            sent.append(runner.take_motion())
+    run(runner, Patient(), on_tick=spasm, until=2.0)
+    assert runner.state is SessionState.PAUSED
+    assert sent == [None]
+
+
+# --- the runner in the closed loop: SimulatedArm with the virtual patient + InteractionController ----------
+
+
+class _SessionLoop:
+    """The session node's part, in process: the runner's motions become the controller's reference, its
+    parameters are set (a mode only at rest, as the controller node does), its target is shown to the
+    virtual patient, and the controller's spasm events reach it. Session tick 50 Hz, controller 500 Hz."""
+
+    def __init__(self, protocol_file: str, virtual_patient: dict, tick: float = 0.02):
+        from rehab_robot import resources
+        from rehab_robot.control.closed_loop import ClosedLoop
+        from rehab_robot.session.profiles import load_patient, load_protocol
+
+        self.loop = ClosedLoop(virtual_patient=virtual_patient)
+        self.loop.reference = self.reference
+        model = self.loop.arm.robot
+        limits = {n: (float(lo), float(hi)) for n, lo, hi in zip(JOINT_NAMES, model.lower, model.upper)}
+        speeds = {n: float(v) for n, v in zip(JOINT_NAMES, model.velocity_limit)}
+        patient = load_patient(resources.example_patient(), limits)
+        proto = load_protocol(resources.share_dir() / "config" / "protocols" / protocol_file, patient, limits, speeds)
+        self.cuff = lambda q: model.forward_kinematics(q, "cuff_link")[:3, 3]
+
+        def parameters(posture, gain):
+            cuff = None
+            if proto.type == "path_guidance":
+                cuff = np.array([self.cuff(_posture_at(posture, w)) for w in proto.waypoints])
+            return controller_parameters(proto, patient, JOINT_NAMES, limits, posture, cuff_waypoints=cuff, gain=gain)
+        self.runner = InteractiveRunner(proto, patient, JOINT_NAMES, proto.max_velocity, make_parameters=parameters,
+                                        cuff_position=self.cuff)
+        self.joints = [JOINT_NAMES.index(n) for n in self.runner.moved_joints]
+        self.trajectory = None  # (segment, base posture, start time)
+        self.tick = tick
+        self.events = []
+        self.refused = []  # (time [s], step, gap [rad]) of the trajectories the controller refused
+        self.gaps = []  # gap [rad] between each trajectory's first point and the controller's setpoint
+
+    def reference(self):
+        from rehab_robot.control.modes import Reference
+        if self.trajectory is None:
+            return None
+        segment, base, t0 = self.trajectory
+        elapsed = self.loop.now - t0
+        q, v, a = segment.sample(min(max(elapsed, 0.0), segment.duration))
+        position, velocity, acceleration, start, end = base.copy(), np.zeros(4), np.zeros(4), base.copy(), base.copy()
+        position[self.joints], start[self.joints], end[self.joints] = q, segment.sample(0.0)[0], segment.end
+        if elapsed < segment.duration:
+            velocity[self.joints], acceleration[self.joints] = v, a
+        return Reference(position, velocity, acceleration, start, end, elapsed, segment.duration)
+
+    def run(self, duration: float) -> None:
+        loop, runner = self.loop, self.runner
+        if runner.state is SessionState.IDLE:
+            ok, message = runner.start(loop.now, loop.arm.read().position, True)
+            assert ok, message
+        next_tick = loop.now
+        end = loop.now + duration
+        while loop.now < end and not runner.state.finished:
+            loop.run(loop.dt)
+            q, v = loop.record.q[-1].copy(), loop.record.v[-1].copy()
+            for event in loop.record.events[len(self.events):]:
+                self.events.append(event)
+                runner.controller_event(loop.now, q, event.name, event.message, event.values)
+            if loop.now + 1e-9 < next_tick:
+                continue
+            next_tick += self.tick
+            runner.update(loop.now, q, 0.0, True, velocity=v)
+            while (segment := runner.take_motion()) is not None:
+                # The controller node's check: a first point at t = 0 away from the setpoint is refused.
+                gap = float(np.max(np.abs(segment.sample(0.0)[0] - loop.controller.setpoint[self.joints])))
+                self.gaps.append(gap)
+                if gap > START_TOLERANCE:
+                    self.refused.append((loop.now, runner.current_step, gap))
+                else:
+                    self.trajectory = (segment, loop.controller.setpoint.copy(), loop.now)
+            params = runner.take_parameters()
+            if params is not None:
+                ref = self.reference()
+                if "mode" in params and (not loop.controller.at_rest(v) or (ref is not None and ref.moving)):
+                    runner.parameters_result(loop.now, q, False, f"parameter 'mode' refused: {NOT_AT_REST}")
+                else:
+                    if "mode" in params:
+                        self.trajectory = None  # a mode set drops the previous trajectory
+                    loop.configure(params)
+                    runner.parameters_result(loop.now, q, True)
+            target = runner.target_position()
+            if target is not None:
+                loop.arm.set_patient_target(target, loop.now)
+
+
+def _posture_at(posture, waypoint) -> np.ndarray:
+    q = np.array(posture, dtype=float)
+    for name, angle in waypoint.items():
+        q[JOINT_NAMES.index(name)] = angle
+    return q
+
+
+def test_path_guidance_demo_approach_is_no_spasm_in_the_closed_loop():
+    """The shipped path_guidance example with the demo's virtual patient: the approach to the path's
+    start (1 rad of elbow, 0.3 rad of shoulder at the patient's 1 rad/s, position mode) and the start
+    of the first movement raise no spasm event. Before the fix the patient, shown the first waypoint
+    during the approach and slower than it (0.8 rad/s, 0.2 s reaction), pushed back at the 30 N
+    threshold (a spasm 0.9 s into the approach in the closed loop and in `rehab-robot demo`)."""
+    from rehab_robot.session.exercises import DEMO_VIRTUAL_PATIENT
+    session = _SessionLoop("path_guidance_reach.yaml", dict(DEMO_VIRTUAL_PATIENT))
+    session.run(3.0)
+    assert session.runner.step_index >= 1 and session.runner._ever_configured, session.runner.events
+    assert [e.name for e in session.events if e.name != "mode"] == [], session.runner.events
+    assert session.runner.state is SessionState.RUNNING, session.runner.end_reason
+
+
+def test_a_real_spasm_during_the_approach_is_still_detected():
+    """A scripted elbow spasm (-15 N·m, against the approach's flexion) half-way through the approach is
+    detected by the controller (position mode), and the session pauses in the approach."""
+    from rehab_robot.session.exercises import DEMO_VIRTUAL_PATIENT
+    patient = dict(DEMO_VIRTUAL_PATIENT, events=[{"type": "spasm", "time": 0.8, "duration": 0.5,
+                                                   "torque": {"elbow_flexion": -15.0}}])
+    session = _SessionLoop("path_guidance_reach.yaml", patient)
+    session.run(1.2)
+    spasms = [e for e in session.events if e.name == "spasm"]
+    assert len(spasms) == 1 and spasms[0].values["joint"] == "elbow_flexion"
+    assert 0.8 <= float(spasms[0].values["onset"]) <= 0.85
+    assert session.runner.state is SessionState.PAUSED and session.runner.step_index == 0
+    assert session.runner.controller_events[0]["event"] == "spasm"
+
+
+def test_resistive_start_posture_trajectory_starts_where_the_sagged_arm_is():
+    """Between repetitions the limb sags (here: it settles 0.07 rad below every target, inside the
+    0.08 rad tolerance). Each repetition's trajectory giving the controller the start posture starts
+    where the arm is, within the controller's start_tolerance (0.05 rad; else it is refused), and
+    ends at the start angle: the anchor of the elastic resistance."""
+    class SaggingPatient(Patient):
+        def step(self, now, runner, joints):
+            before, sent = self.q.copy(), len(self.motions)
+            super().step(now, runner, joints)
+            if len(self.motions) > sent:
+                self.motions[-1] += (before,)
+            target = runner.target_position()
+            if runner.step_index > 0 and target is not None and abs(target[ELBOW] - self.q[ELBOW]) < 0.07:
+                self.q[ELBOW] = target[ELBOW] - 0.07
+
+    proto = protocol("resistive", repetitions=3, target_tolerance=0.08, resistive_stiffness=10.0)
+    runner = make_runner(proto)
+    patient = SaggingPatient()
+    run(runner, patient)
+    assert runner.state is SessionState.COMPLETED, runner.end_reason
+    anchors = [(segment, q) for _, step, segment, q in patient.motions if step > 0]
+    assert len(anchors) == 3  # one per repetition
+    for segment, q in anchors:
+        assert abs(segment.sample(0.0)[0][0] - q[ELBOW]) <= START_TOLERANCE
+        assert segment.end[0] == pytest.approx(0.6)
+        assert np.max(np.abs(segment.sample(segment.duration / 2)[1])) <= PATIENT.max_velocity + 1e-9
+        assert segment.duration <= max(0.1, 1.875 * abs(0.6 - q[ELBOW]) / PATIENT.max_velocity) + 1e-9
+    assert abs(anchors[-1][1][ELBOW] - 0.6) > START_TOLERANCE, "the arm had sagged beyond the tolerance"
+
+
+def test_resistive_start_posture_is_sent_again_after_the_mode_is_set_again():
+    """An interruption sets the mode again, which drops the controller's trajectory: the restarted
+    movement (here the one back, which starts no repetition) sends the start posture again."""
+    proto = protocol("resistive", repetitions=1)
+    runner = make_runner(proto)
+    fired = []
+
+    def spasm(now, runner, patient):
+        if not fired and runner.current_step.endswith("to start angle") and runner._configured:
+            fired.append((now, patient.q.copy()))
+            runner.controller_event(now, patient.q, "spasm", "elbow_flexion: 35 N", {"joint": "elbow_flexion"})
+        if fired and not runner._configured:
+            patient.q[:], patient.v[:] = fired[0][1], 0.0  # the controller holds the arm until the mode is set
+        if fired and runner.state is SessionState.PAUSED and now - fired[0][0] > 1.0:
+            assert runner.resume(now, patient.q, True)[0]
+    patient = Patient()
+    run(runner, patient, on_tick=spasm)
+    assert runner.state is SessionState.COMPLETED, runner.end_reason
+    anchors = [(step, segment) for _, step, segment in patient.motions if step > 0]
+    assert [runner.steps[step].label for step, _ in anchors] == ["repetition 1: to end angle",
+                                                               "repetition 1: to start angle"]
+    assert all(segment.end[0] == pytest.approx(0.6) for _, segment in anchors)
+
+
+def test_path_guidance_demo_without_weight_support_stays_below_the_supervisors_speed_limit():
+    """The shipped path_guidance example (no weight support) with the demo's virtual patient, whole
+    session in the closed loop: the limb dropping into the channel is held to the patient's speed cap
+    (admittance.max_speed): every joint stays below the supervisor's limit (1.25 x max_velocity, a
+    latched stop), no controller event, no trajectory refused (measured: elbow 1.00 rad/s at most)."""
+    from rehab_robot.session.exercises import DEMO_VIRTUAL_PATIENT
+    session = _SessionLoop("path_guidance_reach.yaml", dict(DEMO_VIRTUAL_PATIENT))
+    assert session.runner.protocol.weight_support == 0.0
+    session.run(60.0)
+    assert session.runner.state is SessionState.COMPLETED, session.runner.end_reason
+    assert [e.name for e in session.events if e.name != "mode"] == [] and session.refused == []
+    speed = np.abs(np.array(session.loop.record.v)).max()
+    assert speed < 1.25 * session.runner.patient.max_velocity
+
+
+def test_resistive_demo_session_has_every_trajectory_accepted():
+    """The shipped resistive example with the demo's virtual patient, whole session in the closed loop:
+    each repetition's start-posture trajectory is accepted by the controller's start check."""
+    from rehab_robot.session.exercises import DEMO_VIRTUAL_PATIENT
+    session = _SessionLoop("resistive_elbow.yaml", dict(DEMO_VIRTUAL_PATIENT))
+    session.run(60.0)
+    assert session.runner.state is SessionState.COMPLETED, session.runner.end_reason
+    assert session.refused == [] and [e.name for e in session.events if e.name != "mode"] == []
+
+
+def test_resistive_start_posture_is_planned_from_the_measurement_it_is_sent_with():
+    """The node's tick updates the runner, sends its motions, then hands it the controller's answer:
+    the start-posture trajectory is planned from the next measurement, sent right after it, not from
+    the one before the answer (the limb falls once the mode is set; 0.05 rad in the demo)."""
+    proto = protocol("resistive", repetitions=1)
+    runner = make_runner(proto)
+    q = np.array([0.2, 0.0, 0.0, 0.6])
+    assert runner.start(0.0, q, True)[0]
+    assert runner.take_motion() is not None  # the approach
+    now, params = 0.0, None
+    while params is None and now < 3.0:
+        now += DT
+        runner.update(now, q, 0.0, True, velocity=np.zeros(4))
+        assert runner.take_motion() is None
+        params = runner.take_parameters()
+    assert params is not None and params["mode"] == "resistive"
+    runner.parameters_result(now, q, True)  # between two ticks
+    fallen = q - np.array([0.0, 0.0, 0.0, 0.04])
+    runner.update(now + DT, fallen, 0.0, True, velocity=np.array([0.0, 0.0, 0.0, -0.6]))
+    anchor = runner.take_motion()
+    assert anchor is not None
+    assert anchor.sample(0.0)[0][0] == pytest.approx(fallen[ELBOW]) and anchor.end[0] == pytest.approx(0.6)

@@ -8,7 +8,8 @@ hands out
 
 * the robot motions to send on ``joint_trajectory`` (:meth:`take_motion`): the approach to
   the start posture (controller mode ``position``), the minimum-jerk reference of
-  active_assist at the patient's movement onset, the start posture of resistive;
+  active_assist at the patient's movement onset, the start posture of resistive (the last
+  point of a trajectory from where the arm is);
 * the controller parameters to set, in one call, at rest (:meth:`take_parameters`,
   contract A: ``mode`` and gains before the exercise and after every interruption, the
   assistance gain before each repetition of assist_as_needed), answered with
@@ -62,6 +63,8 @@ REST_WAIT = 3.0
 #: has not settled yet: the call is repeated every REST_RETRY [s] until REST_WAIT has passed.
 NOT_AT_REST = "only while the arm is at rest"
 REST_RETRY = 0.1
+#: Shortest trajectory [s] that gives the controller the start posture of resistive (its last point).
+ANCHOR_DURATION = 0.1
 
 
 def controller_parameters(protocol, patient, joint_names: Sequence[str], joint_limits: Mapping[str, Sequence[float]],
@@ -266,6 +269,8 @@ class InteractiveRunner(SessionRunner):
         self._baseline: list[float] = []
         self._baseline_value = 0.0
         self._cuff_path: Optional[np.ndarray] = None
+        self._anchor_wanted = False  # resistive: the controller's mode was set, it needs the start posture again
+        self._anchor_due = False  # resistive: send the start posture with the next measurement
 
     # --- outputs -------------------------------------------------------------------------
 
@@ -279,10 +284,19 @@ class InteractiveRunner(SessionRunner):
 
         A contraction shows a target :data:`PUSH_TARGET_OFFSET` beyond the hold angle in
         the push direction (inside the patient's ROM): where the patient should push toward.
+
+        None while the robot brings the arm to the start posture (the approach, controller
+        mode ``position``): the patient relaxes, as in passive_rom. A patient reaching during
+        the stiff approach for a target (even the approach's own point, seen after a reaction
+        time) lags behind the arm and pushes against its motion, which is a spasm's
+        signature. After the approach, until the exercise's mode is set at rest, the start
+        posture shows (where the arm is), not the first target ahead of it.
         """
         if self.posture is None or self.state not in (SessionState.RUNNING, SessionState.PAUSED):
             return None
-        phase = self.steps[self.step_index]
+        if self.step_index == 0:
+            return None
+        phase = self.steps[self.step_index] if self._ever_configured else self.steps[0]
         target = self.posture.copy()
         for j, angle in phase.targets.items():
             target[j] = angle
@@ -294,7 +308,12 @@ class InteractiveRunner(SessionRunner):
         return target
 
     def current_target(self) -> Optional[float]:
-        """Target [rad] of the exercised joint (the first waypoint joint for path_guidance)."""
+        """Target [rad] of the exercised joint (the first waypoint joint for path_guidance).
+
+        During the approach: the start posture it moves the arm to (the patient is shown none).
+        """
+        if self.state in (SessionState.RUNNING, SessionState.PAUSED) and self.step_index == 0:
+            return float(self.steps[0].targets.get(self.joint_index, self.posture[self.joint_index]))
         target = self.target_position()
         if target is not None:
             return float(target[self.joint_index])
@@ -334,6 +353,8 @@ class InteractiveRunner(SessionRunner):
             self.abort(now, f"the motion controller refused the exercise parameters: {reason or 'no reason given'}")
             return
         self._rest_refused_since = float("inf")
+        if not self._gain_only and self.protocol.type == "resistive":
+            self._anchor_wanted = True  # a mode set drops the controller's trajectory
         self._configured = self._ever_configured = True
         self._gain_only = False
         if self.state is SessionState.RUNNING:
@@ -351,7 +372,10 @@ class InteractiveRunner(SessionRunner):
             self._rep.interruptions.append(record)
         text = f"{name.replace('_', ' ')}: {message}"
         if self.state is SessionState.RUNNING:
-            self._interrupt(now)
+            # No stop trajectory: the controller reacts itself, and the arm is not where the
+            # session's plan has it (a spasm moved it); a trajectory from there is refused, or
+            # becomes the reference of a return_to_start.
+            self._interrupt(now, smooth_stop=False)
             self._enter_pause(now, text)
             self._interrupted_at = None  # the controller holds its reaction: a clinician resumes
             self._configured, self._gain_only = False, False
@@ -418,6 +442,9 @@ class InteractiveRunner(SessionRunner):
                 if phase.kind == "rest" and self._baseline:
                     self._baseline_value = float(np.mean(self._baseline))
                 self._next_phase(now, position)
+        if self._anchor_due and self.state is SessionState.RUNNING and self._configured:
+            self._anchor_due = False
+            self._outbox.append(self._resistive_anchor(position))
 
     # --- phases ----------------------------------------------------------------------------
 
@@ -591,11 +618,30 @@ class InteractiveRunner(SessionRunner):
         self._onset, self._reference, self._held_since = None, None, None
         if phase.kind == "rest":
             self._baseline = []
-        if self.protocol.type == "resistive" and phase.kind == "move" and phase.starts_repetition:
-            # The controller's elastic resistance pulls toward the reference's first point.
-            start = [self.posture[j] if j not in self.steps[0].targets else self.steps[0].targets[j]
-                     for j in self.exercised]
-            self._outbox.append(QuinticSegment.minimum_jerk(start, start, 0.5))
+        if self.protocol.type == "resistive" and phase.kind == "move" and (phase.starts_repetition
+                                                                          or self._anchor_wanted):
+            # Sent from the next measurement (see update): a parameter answer arrives between
+            # two ticks, and the limb may fall fast once the mode is set.
+            self._anchor_due, self._anchor_wanted = True, False
+
+    def _resistive_anchor(self, position: np.ndarray) -> QuinticSegment:
+        """The trajectory that gives the controller the start posture of resistive: its last point.
+
+        It starts where the arm is (``position`` [rad]): between repetitions the limb sags
+        under its weight, and the movement back counts within ``target_tolerance``, so the
+        arm is rarely at the start posture; the controller refuses a trajectory whose first
+        point is further than its ``start_tolerance`` (0.05 rad) from its setpoint. In
+        resistive mode the trajectory does not move the arm (the patient does): the
+        controller takes its last point as the anchor of the elastic resistance. It is as
+        short as the patient's speed cap allows (at least :data:`ANCHOR_DURATION`): while it
+        runs, the controller takes the reference's motion, not the patient's, as the
+        direction a spasm pushes against.
+        """
+        here = [float(position[j]) for j in self.exercised]  # measured in this tick, sent right after it
+        start = [float(self.steps[0].targets.get(j, self.posture[j])) for j in self.exercised]
+        distance = max(abs(a - b) for a, b in zip(here, start))
+        duration = max(minimum_jerk_duration(distance, self.max_velocity), ANCHOR_DURATION)
+        return QuinticSegment.minimum_jerk(here, start, duration)
 
     def _finish(self, now: float, state: SessionState, reason: str) -> None:
         super()._finish(now, state, reason)
@@ -619,6 +665,7 @@ class InteractiveRunner(SessionRunner):
             return
         self._segment = None
         self._config_sent_at = None
+        self._anchor_due = False  # the mode is set again on resume, and the start posture sent then
         if self._rep is not None and self.state is SessionState.RUNNING:
             self._rep.interruptions.append({"time": round(now - self._started_at, 3), "event": "pause"})
 

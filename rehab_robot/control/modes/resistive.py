@@ -4,7 +4,10 @@
 
 bounded by ``resistive.max_torque`` per joint, with ``B = resistive.damping``,
 ``K = resistive.stiffness`` and ``q_start`` the start posture: the reference
-trajectory's first point, or where the mode started when there is none.
+trajectory's last point, or where the mode started when there is none. The reference
+does not move the arm in this mode (the patient does): the session sends one from where
+the arm is to the start posture, whose first point the controller accepts (it must lie
+within ``start_tolerance`` of the setpoint) wherever the limb has sagged to.
 """
 
 from __future__ import annotations
@@ -20,14 +23,14 @@ class ResistiveMode(ControlMode):
     name = "resistive"
 
     def reset(self, state, setpoint, reference) -> None:
-        """The start posture is the reference's first point, else ``setpoint`` [rad]."""
-        self._start = np.array(reference.start if reference is not None else setpoint, dtype=float)
+        """The start posture is the reference's last point, else ``setpoint`` [rad]."""
+        self._start = np.array(reference.end if reference is not None else setpoint, dtype=float)
         self.torque = np.zeros(self.n)
 
     def effort(self, state, kinematics, velocity, reference) -> Effort:
         """Resistance torque; damping implicit while below the bound."""
         s = self.settings
-        start = reference.start if reference is not None else self._start
+        start = reference.end if reference is not None else self._start
         spring = -s.resistive_stiffness * (state.q - start)
         unbounded = spring - s.resistive_damping * velocity
         torque, _ = bounded(unbounded, s.resistive_max_torque)
