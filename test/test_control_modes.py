@@ -276,6 +276,23 @@ def test_assistance_of_a_patient_who_does_not_start_begins_after_assist_onset_ti
     assert first == pytest.approx(max(onset_timeout, 0.35), abs=0.05), first
 
 
+def test_resistive_spasm_returns_to_the_start_posture_its_reference_ends_at():
+    """resistive's reference runs from the sagged arm to the start posture: a spasm (rate rule,
+    whatever the direction) makes return_to_start go to that posture, its last point."""
+    c = InteractionController(MODEL, settings(mode="resistive", spasm__reaction="return_to_start"), DT)
+    sagged, start = Q0 - np.array([0.0, 0.0, 0.0, 0.08]), Q0 + np.array([0.0, 0.0, 0.0, 0.2])
+    c.step(state(0.0, q=sagged), reference(0.0, sagged, start, 0.2))
+    kin = CuffKinematics.at(MODEL, sagged)
+    # An elbow contraction of -20 N·m reaching the cuff in one step: far above the rate limit.
+    wrench = np.linalg.lstsq(kin.ft_jacobian.T, np.array([0.0, 0.0, 0.0, -20.0]), rcond=None)[0]
+    t = DT
+    while not c.reaction and t < 0.1:
+        c.step(state(t, q=sagged, wrench=wrench), reference(t, sagged, start, 0.2))
+        t += DT
+    assert c.reaction == "return_to_start", [e.name for e in c.events]
+    assert c._return.end == pytest.approx(start), "back to the start posture, not to the sagged arm"
+
+
 def test_onset_resets_on_re_enable():
     c = InteractionController(MODEL, settings(mode="active_assist"), DT)
     end = Q0 + np.array([0.0, 0.0, 0.0, 1.0])

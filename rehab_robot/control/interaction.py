@@ -274,8 +274,9 @@ class InteractionController:
 
     def _watch_spasm(self, state, kin, reference) -> None:
         joint_forces = self.interaction_torque / joint_levers(kin.cuff_jacobian)
-        if reference is not None and reference.moving and self.settings.mode in (
-                "position", "active_assist", "resistive"):
+        # resistive's reference is only the short move to its start posture, not the
+        # patient's direction: it takes the measured motion.
+        if reference is not None and reference.moving and self.settings.mode in ("position", "active_assist"):
             velocity = reference.velocity
         else:
             velocity = state.v
@@ -298,7 +299,11 @@ class InteractionController:
              "rule": onset.rule}, state.t))
 
     def _plan_return(self, state, reference) -> None:
-        start = reference.start if reference is not None else self._mode_start
+        if reference is None:
+            start = self._mode_start
+        else:
+            # resistive's start posture is where its reference ends (it runs from a sagged arm to it).
+            start = reference.end if self.settings.mode == "resistive" else reference.start
         start = np.clip(np.asarray(start, dtype=float), self.model.lower, self.model.upper)
         q = np.array(state.q, dtype=float)
         duration = max(minimum_jerk_duration(float(np.max(np.abs(start - q))), self.settings.spasm_return_speed),
