@@ -139,6 +139,8 @@ def test_an_active_patient_changes_the_simulation(robot):
         ({"fatigue": {"per_reach": 1.0}}, "fatigue.per_reach"),
         ({"fatigue": {"work_constant": -1.0}}, "fatigue.work_constant"),
         ({"fatigue": {"floor": 2.0}}, "fatigue.floor"),
+        ({"correction_time": 0.05}, "correction_time"),
+        ({"correction_time": float("nan")}, "correction_time"),
         ({"learning": {"rate": -0.1}}, "learning.rate"),
         ({"learning": {"retention": 0.0}}, "learning.retention"),
         ({"learning": {"retention": 1.5}}, "learning.retention"),
@@ -456,6 +458,25 @@ def test_learning_adapts_the_effort_after_each_reach_from_the_patients_own_error
     # the limb is has a smaller error, and a patient with a retention below 1 eases off.
     assert efforts[2] > efforts[1]
     assert (efforts[3] < efforts[2]) == (retention < 1.0)
+
+
+@pytest.mark.parametrize("correction_time", [0.0, 1.0])
+def test_correction_closes_the_gap_a_load_leaves_at_the_target(robot, correction_time):
+    """Against the forearm's weight and the limb's passive stiffness the reach's impedance alone
+    settles short of the target; with correction_time the patient pushes on until the elbow is
+    there (within 0.01 rad), never beyond the strength left."""
+    settings = {"effort": 0.5, "impairment": 0.6, "reaction_delay": 0.0, "correction_time": correction_time}
+    arm, clock = make_arm(**SOFT_DRIVE, virtual_patient=settings)
+    arm.enable()
+    target = HOME + np.array([0.0, 0.0, 0.0, 0.9])
+    arm.set_patient_target(target, clock.t)
+    samples = run(arm, clock, 8.0, follow_with_gravity(robot))
+    gap = target[ELBOW] - samples[-1].position[ELBOW]
+    if correction_time:
+        assert abs(gap) < 0.01, gap
+    else:
+        assert gap > 0.03, gap
+    assert abs(arm.virtual_patient.voluntary[ELBOW]) <= 0.5 * 0.4 * DEFAULT_STRENGTH[ELBOW] + 1e-9
 
 
 def test_a_passive_patient_with_learning_stays_passive():

@@ -10,8 +10,12 @@ screen), reacts after a delay and reaches for it. Per joint it produces
   trajectory from the current planned state to the goal in the remaining time),
   tracked by a muscle-like impedance and saturated smoothly at the strength left:
 
-      tau_voluntary = effort * L * tanh((K (x_d - q) + B (v_d - v)) / L)
+      tau_voluntary = effort * L * tanh((K (x_d - q) + B (v_d - v) + K/T_c ∫(x_d - q) dt) / L)
       L = strength * (1 - impairment) * fatigue
+
+  the integral term (``correction_time`` T_c, off by default) is the patient closing the
+  gap they still see at the target, over seconds, the way a person pushes on until the
+  cursor is on the target; it restarts with each reach and never asks beyond the strength;
 
 * **reflex**: spasticity, a velocity-dependent stretch reflex above a threshold
   speed, with a gain graded like the Modified Ashworth Scale (MAS);
@@ -219,6 +223,8 @@ class VirtualPatientConfig:
         damping: Damping of the reach per joint [N·m·s/rad] (at effort 1).
         variability: Coefficient of variation of each reach's duration and
             endpoint (relative to the distance), 0 = every reach identical.
+        correction_time: Time constant T_c [s] with which the patient closes a gap that
+            remains at the target (integral gain K / T_c); 0 is no correction.
         seed: Seed of the random draws (tremor phase, variability).
         spasticity, fatigue, learning, tremor: See their classes.
         events: Scripted events.
@@ -233,6 +239,7 @@ class VirtualPatientConfig:
     stiffness: tuple[float, ...] = (40.0,) * len(JOINT_NAMES)
     damping: tuple[float, ...] = (4.0,) * len(JOINT_NAMES)
     variability: float = 0.0
+    correction_time: float = 0.0
     seed: int = 0
     spasticity: SpasticityConfig = field(default_factory=SpasticityConfig)
     fatigue: FatigueConfig = field(default_factory=FatigueConfig)
@@ -289,6 +296,11 @@ class VirtualPatientConfig:
                                        0.0, 20.0, "between 0 and 20 N·m·s/rad", d.damping)
         kwargs["variability"] = _number(source, "variability", data.get("variability", d.variability),
                                         0.0, 0.5, "between 0 and 0.5")
+        correction = data.get("correction_time", d.correction_time)
+        if not (_is_number(correction) and (correction == 0.0 or 0.1 <= correction <= 60.0)):
+            raise ConfigError(f"{source}: 'correction_time' = {correction!r}: must be 0 (no correction) "
+                              "or between 0.1 and 60 s")
+        kwargs["correction_time"] = float(correction)
         seed = data.get("seed", d.seed)
         if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
             raise ConfigError(f"{source}: 'seed' = {seed!r}: must be an integer >= 0")
@@ -305,7 +317,8 @@ class VirtualPatientConfig:
 
 
 _TOP_FIELDS = ("effort", "impairment", "strength", "reaction_delay", "peak_speed", "min_reach_time",
-               "stiffness", "damping", "variability", "seed", "spasticity", "fatigue", "learning", "tremor", "events")
+               "stiffness", "damping", "variability", "correction_time", "seed", "spasticity", "fatigue",
+               "learning", "tremor", "events")
 
 
 def load_virtual_patient(value, source: str = "hardware option 'virtual_patient'") -> VirtualPatientConfig:
@@ -387,6 +400,9 @@ class VirtualPatient:
         self._aim = [0.0] * n  # where the patient actually aims (goal + scatter)
         self._time_to_go = 0.0
         self._planning = False
+        # Integral of the gap between plan and limb [rad·s] (correction_time), per joint.
+        self._gap_integral = [0.0] * n
+        self._correction_rate = 1.0 / config.correction_time if config.correction_time > 0.0 else 0.0
         self._effort = config.effort
         # The patient's own error in the current reach: sum of squared gaps [rad^2] and steps.
         self._gap_sum, self._gap_steps = 0.0, 0
@@ -467,9 +483,15 @@ class VirtualPatient:
         if effort > 0.0 and goal is not None:
             self._plan(goal, qs, vs)
             x, xv, kp, kd = self._x, self._v, self._kp, self._kd
+            rate, gap_integral, dt = self._correction_rate, self._gap_integral, self._dt
             for i in range(n):
                 if limit[i] > 0.0:
                     u = kp[i] * (x[i] - qs[i]) + kd[i] * (xv[i] - vs[i])
+                    if rate > 0.0 and kp[i] > 0.0:
+                        # Anti-windup: the correction never asks for more than the strength left.
+                        bound = limit[i] / (kp[i] * rate)
+                        gap_integral[i] = min(max(gap_integral[i] + (x[i] - qs[i]) * dt, -bound), bound)
+                        u += kp[i] * rate * gap_integral[i]
                     voluntary[i] = effort * limit[i] * math.tanh(u / limit[i])
             self._gap_sum += max(abs(xi - qi) for xi, qi in zip(x, qs)) ** 2
             self._gap_steps += 1
@@ -540,6 +562,7 @@ class VirtualPatient:
     def _new_reach(self, goal: list[float]) -> None:
         """Plan a reach from the planned state to ``goal``: duration from distance and peak speed."""
         self._finish_reach()
+        self._gap_integral = [0.0] * self._n
         distance = [abs(g - x) for g, x in zip(goal, self._x)]
         duration = max(self.config.min_reach_time,
                        _MIN_JERK_PEAK_RATIO * max(distance) / self.config.peak_speed)

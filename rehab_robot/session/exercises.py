@@ -699,7 +699,9 @@ EXAMPLE_PROTOCOLS = {
 #: Virtual patient of ``rehab-robot demo --exercise`` (docs/virtual-patient.md): an impaired patient
 #: who takes part, at most 0.5 x 0.4 x 45 = 9 N·m at the elbow, so that even against a stiff arm the
 #: cuff force stays below the example profile's 40 N limit (none for passive_rom: today's passive demo).
-DEMO_VIRTUAL_PATIENT = {"effort": 0.5, "impairment": 0.6, "reaction_delay": 0.2, "peak_speed": 0.8, "seed": 1}
+#: They close what gap the limb's weight leaves at a target within about a second (correction_time).
+DEMO_VIRTUAL_PATIENT = {"effort": 0.5, "impairment": 0.6, "reaction_delay": 0.2, "peak_speed": 0.8,
+                        "correction_time": 1.0, "seed": 1}
 
 
 def format_exercise_metrics(report: Mapping[str, Any]) -> str:
