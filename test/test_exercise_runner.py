@@ -179,6 +179,31 @@ def test_a_patient_who_does_not_start_gets_the_reference_after_onset_timeout():
         assert segment.sample(0.0)[0][0] == pytest.approx(patient.q[3], abs=1e-9), "from where the joint is"
 
 
+@pytest.mark.parametrize("kind", ["active", "active_assist"])
+@pytest.mark.parametrize("glitch_at", [1.2, 2.0, 3.0, 3.8])
+def test_an_automatic_resume_redoes_the_interrupted_movement_and_keeps_every_record(kind, glitch_at):
+    """A 90 ms loss of motion permission (a late joint_commands) pauses the exercise; it resumes by
+    itself and the interrupted phase starts over: every repetition still has both movements, in
+    order (the passive step logic once ran on the re-entered step and skipped it, losing its record)."""
+    runner = make_runner(protocol(kind, movement_timeout=5.0), auto_resume_limit=3)
+    patient = Patient()
+    now = 0.0
+    joints = [JOINT_NAMES.index(n) for n in runner.moved_joints]
+    runner.start(now, patient.q, True)
+    while not runner.state.finished and now < 60.0:
+        now += DT
+        patient.step(now, runner, joints)
+        if runner.take_parameters() is not None:
+            runner.parameters_result(now, patient.q, True)
+        permitted = not glitch_at <= now < glitch_at + 0.09
+        runner.update(now, patient.q.copy(), 2.0, permitted, "" if permitted else "joint_commands stale (90 ms old)",
+                      velocity=patient.v.copy())
+    assert runner.state is SessionState.COMPLETED, runner.events
+    assert any(e["event"].startswith("resumed automatically") for e in runner.events), runner.events
+    targets = [[m["target"]["elbow_flexion"] for m in rep["movements"]] for rep in runner.repetitions]
+    assert targets == [[1.2, 0.6], [1.2, 0.6]], (targets, runner.events)
+
+
 def test_a_patient_who_does_not_move_does_not_hang_the_session():
     """Each movement times out, is recorded as not reached, and the session ends on its own."""
     proto = protocol("active", movement_timeout=2.0)

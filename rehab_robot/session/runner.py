@@ -257,8 +257,13 @@ class SessionRunner:
             self._finish(now, SessionState.ABORTED,
                          f"paused for more than {self.pause_timeout:g} s ({self.pause_reason})")
             return
-        if self.state is SessionState.PAUSED and self._interrupted_at is not None:
-            self._maybe_auto_resume(now, position, motion_permitted)
+        if self.state is SessionState.PAUSED:
+            if self._interrupted_at is not None:
+                # A resumed step starts over from the next tick: going on here would run a
+                # passive step's end check on the step just re-entered (an interactive
+                # exercise then skipped the interrupted movement and lost its record).
+                self._maybe_auto_resume(now, position, motion_permitted)
+            return
         if self.state is not SessionState.RUNNING:
             return
         if not motion_permitted:
