@@ -160,6 +160,26 @@ def test_read_over_budget_three_cycles_in_a_row_is_a_fault(tmp_path):
         rig.close()
 
 
+def test_over_budget_while_holding_is_a_fault_only_when_it_lasts(tmp_path):
+    """While the drives hold, a burst of slow cycles (a busy machine starting the graph) is
+    counted and logged, not a fault; BUDGET_FAULT_CYCLES_HOLDING in a row still are one."""
+    from rehab_robot.hardware.interface import BUDGET_FAULT_CYCLES_HOLDING
+
+    rig = Rig(tmp_path, budget=0.02)
+    try:
+        rig.run(5, permitted=False)
+        rig.inject("read_block 0.04")
+        rig.run(5, permitted=False)
+        assert rig.loop.state is not DriverState.FAULT
+        assert rig.loop.status().over_budget_cycles >= 5
+        assert any(level == "warning" and "while holding" in text for level, text in rig.logs), rig.logs
+        rig.run(BUDGET_FAULT_CYCLES_HOLDING - 5, permitted=False)
+        status = rig.loop.status()
+        assert status.state is DriverState.FAULT and "over the backend's budget of 20.0 ms" in status.reason
+    finally:
+        rig.close()
+
+
 def test_default_budget_is_half_the_period_and_checked():
     """Without a declared budget a backend gets half the loop period; a bad one is refused."""
     assert default_budget(500.0, None) == pytest.approx(0.001)

@@ -32,7 +32,8 @@ from typing import Callable, Optional
 import numpy as np
 
 from rehab_robot.errors import HardwareError
-from rehab_robot.hardware.interface import BUDGET_FAULT_CYCLES, HardwareInterface, JointSample
+from rehab_robot.hardware.interface import (BUDGET_FAULT_CYCLES, BUDGET_FAULT_CYCLES_HOLDING, HardwareInterface,
+                                            JointSample)
 from rehab_robot.safety.gate import MotionGate
 
 
@@ -187,7 +188,13 @@ class DriverLoop:
             return
         self.over_budget_cycles += 1
         self._over_budget_in_a_row += 1
-        if self._over_budget_in_a_row >= BUDGET_FAULT_CYCLES:
+        following = self.state is DriverState.FOLLOWING
+        if not following and self._over_budget_in_a_row == BUDGET_FAULT_CYCLES:
+            self._log("warning", f"read()+write() took {elapsed * 1e3:.1f} ms, over the backend's budget of "
+                                 f"{self.budget * 1e3:.1f} ms, {BUDGET_FAULT_CYCLES} cycles in a row while "
+                                 f"holding; a fault if it lasts {BUDGET_FAULT_CYCLES_HOLDING} cycles, or "
+                                 f"{BUDGET_FAULT_CYCLES} while following")
+        if self._over_budget_in_a_row >= (BUDGET_FAULT_CYCLES if following else BUDGET_FAULT_CYCLES_HOLDING):
             self._enter_fault(HardwareError(
                 f"read()+write() took {elapsed * 1e3:.1f} ms, over the backend's budget of "
                 f"{self.budget * 1e3:.1f} ms, {self._over_budget_in_a_row} cycles in a row"
