@@ -150,7 +150,8 @@ def test_commands_a_tool_publishes_on_the_public_domain_never_reach_the_drives(c
     assert largest_step < 0.01  # the elbow moves < 1.6 rad/s: under 3.2 mrad per 2 ms sample
     assert _value(hardware.msg, "state") == "following", hardware.msg.message
     assert _value(hardware.msg, "quick_stops") == stops_before
-    assert watcher.moving()
+    # The elbow kept moving through the window (its last sample may fall on a turn or a hold).
+    assert max(abs(velocity[3]) for _, _, velocity in states) > 0.3
 
 
 @pytest.mark.integration
