@@ -632,10 +632,9 @@ class InteractiveRunner(SessionRunner):
         arm is rarely at the start posture; the controller refuses a trajectory whose first
         point is further than its ``start_tolerance`` (0.05 rad) from its setpoint. In
         resistive mode the trajectory does not move the arm (the patient does): the
-        controller takes its last point as the anchor of the elastic resistance. It is as
-        short as the patient's speed cap allows (at least :data:`ANCHOR_DURATION`): while it
-        runs, the controller takes the reference's motion, not the patient's, as the
-        direction a spasm pushes against.
+        controller takes its last point as the anchor of the elastic resistance (and the
+        posture a spasm's ``return_to_start`` goes back to). It is as short as the patient's
+        speed cap allows (at least :data:`ANCHOR_DURATION`).
         """
         here = [float(position[j]) for j in self.exercised]  # measured in this tick, sent right after it
         start = [float(self.steps[0].targets.get(j, self.posture[j])) for j in self.exercised]
